@@ -1,0 +1,84 @@
+"""The `falco-exporter` command: the exporter, plus `simulate` and `demo` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+# gRPC's C core logs TLS failures to stderr in its own format; the exporter logs
+# them itself, with a hint, as structured lines. GRPC_VERBOSITY still wins if set.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import yaml
+
+from exporter import __version__
+from exporter.config import SETTINGS, Config, ConfigError, flag_name, load_config
+
+_SUBCOMMANDS = ("simulate", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of the exporter: one per setting, with the Go exporter's names."""
+    parser = argparse.ArgumentParser(
+        prog="falco-exporter",
+        description="Export Falco's alerts to Prometheus as the falco_events counter. "
+        "Every flag can also be set as FALCO_EXPORTER_<NAME> or in the --config YAML file "
+        "(flags win over the environment, which wins over the file). "
+        "Subcommands: 'falco-exporter simulate --help', 'falco-exporter demo --help'.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="YAML file of settings")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate, print the effective configuration and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"falco-exporter {__version__}")
+    for setting in SETTINGS:
+        parser.add_argument(
+            flag_name(setting.name),
+            dest=setting.name,
+            default=argparse.SUPPRESS,
+            metavar=setting.metadata["metavar"],
+            help=f"{setting.metadata['help']} (default: {setting.default!r})",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad configuration)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in _SUBCOMMANDS:
+        try:
+            from exporter.simulator.cli import run_subcommand  # noqa: PLC0415
+        except ImportError as error:
+            print(
+                f"falco-exporter {args[0]}: needs the 'sim' extra "
+                f"(pip install 'falco-exporter[sim]'): {error}",
+                file=sys.stderr,
+            )
+            return 2
+        return run_subcommand(args[0], args[1:])
+    options = vars(build_parser().parse_args(args))
+    config_file = options.pop("config")
+    check_only = options.pop("check_config")
+    try:
+        config = load_config(options, config_file)
+    except ConfigError as error:
+        print(f"falco-exporter: configuration error: {error}", file=sys.stderr)
+        return 2
+    if check_only:
+        yaml.safe_dump(config.effective(), sys.stdout, sort_keys=False)
+        return 0
+    return run(config)
+
+
+def run(config: Config) -> int:
+    """Run the exporter until SIGTERM or SIGINT; 0 after a clean shutdown."""
+    from exporter.logs import configure_logging  # noqa: PLC0415
+    from exporter.runner import serve_until_signalled  # noqa: PLC0415
+
+    configure_logging(config.log_level, config.log_format)
+    return asyncio.run(serve_until_signalled(config))

@@ -1,0 +1,309 @@
+"""The exporter's configuration: one validated, immutable tree built once at start-up.
+
+Layers, lowest first: defaults < YAML file (--config) < environment
+(FALCO_EXPORTER_<KEY>) < command-line flags. Each setting is declared once, as a
+field of Config; its flag, environment variable and YAML key derive from the name.
+A bad value raises ConfigError whose message names the key the way the user wrote
+it (a flag, a variable, or a key of a file), so the CLI can print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.durations import format_duration, parse_duration
+
+ENV_PREFIX = "FALCO_EXPORTER_"
+
+
+class ConfigError(Exception):
+    """Invalid configuration. str() is the whole message for the user."""
+
+
+Parser = Callable[[object], Any]
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {type(raw).__name__}")
+    return raw
+
+
+def _port(raw: object) -> int:
+    number = _integer(raw)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{number} is not a port (1-65535)")
+    return number
+
+
+def _integer(raw: object) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"{raw!r} is not a whole number")
+
+
+def _duration(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration, got a boolean")
+    seconds = float(raw) if isinstance(raw, int | float) else parse_duration(_text(raw))
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _positive_duration(raw: object) -> float:
+    seconds = _duration(raw)
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _listen_address(raw: object) -> str:
+    parse_listen_address(_text(raw))
+    return _text(raw)
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(raw: object) -> str:
+        value = _text(raw).strip().lower()
+        if value not in choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """Host and port of ":9376", "0.0.0.0:9376", "[::1]:9376"; host None means every interface."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not host:port (example: :9376)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r} has no port number (example: :9376)") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a port (0-65535)")
+    host = host.strip("[]")
+    return (host or None), port
+
+
+def _setting(
+    default: Any,  # noqa: ANN401
+    parse: Parser,
+    help_text: str,
+    metavar: str = "VALUE",
+) -> Any:  # noqa: ANN401 - a dataclass field
+    return field(default=default, metadata={"parse": parse, "help": help_text, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, with the Go exporter's defaults where it had the flag."""
+
+    client_socket: str = _setting(
+        "unix:///run/falco/falco.sock",
+        _text,
+        "Falco's gRPC unix socket, used when --client-hostname is empty",
+        "URL",
+    )
+    client_hostname: str = _setting(
+        "", _text, "Falco's gRPC host; non-empty switches to TCP with mutual TLS", "HOST"
+    )
+    client_port: int = _setting(5060, _port, "Falco's gRPC TCP port", "PORT")
+    client_cert: str = _setting(
+        "/etc/falco/certs/client.crt", _text, "client certificate for mutual TLS to Falco", "PATH"
+    )
+    client_key: str = _setting(
+        "/etc/falco/certs/client.key", _text, "client private key for mutual TLS to Falco", "PATH"
+    )
+    client_ca: str = _setting(
+        "/etc/falco/certs/ca.crt", _text, "CA that signed Falco's server certificate", "PATH"
+    )
+    client_tls_server_name: str = _setting(
+        "",
+        _text,
+        "name to verify in Falco's certificate when Falco is reached by another name or an IP",
+        "NAME",
+    )
+    listen_address: str = _setting(
+        ":9376", _listen_address, "address serving /metrics, /livez, /readyz and /", "ADDR"
+    )
+    probes_listen_address: str = _setting(
+        ":19376", _listen_address, "address serving /liveness and /readiness", "ADDR"
+    )
+    server_ca: str = _setting(
+        "",
+        _text,
+        "CA for client certificates on /metrics (requires scrapers to present one)",
+        "PATH",
+    )
+    server_cert: str = _setting("", _text, "certificate to serve /metrics over TLS", "PATH")
+    server_key: str = _setting("", _text, "private key to serve /metrics over TLS", "PATH")
+    timeout: float = _setting(
+        120.0,
+        _duration,
+        "log an error if not connected to Falco after this long (0: never); never exits",
+        "DURATION",
+    )
+    poll_interval: float = _setting(
+        0.05,
+        _positive_duration,
+        "how often to ask Falco's subscription for queued events while idle",
+        "DURATION",
+    )
+    reconnect_backoff_initial: float = _setting(
+        0.5, _positive_duration, "first reconnect delay cap (jittered)", "DURATION"
+    )
+    reconnect_backoff_max: float = _setting(
+        30.0, _positive_duration, "largest reconnect delay (jittered)", "DURATION"
+    )
+    keepalive_time: float = _setting(
+        30.0,
+        _positive_duration,
+        "gRPC keepalive ping interval on the connection to Falco",
+        "DURATION",
+    )
+    keepalive_timeout: float = _setting(
+        10.0,
+        _positive_duration,
+        "how long to wait for a keepalive answer before reconnecting",
+        "DURATION",
+    )
+    log_level: str = _setting(
+        "info", _choice("debug", "info", "warning", "error"), "log level", "LEVEL"
+    )
+    log_format: str = _setting(
+        "auto",
+        _choice("auto", "json", "console"),
+        "json, console, or auto (JSON unless stdout is a terminal)",
+        "FORMAT",
+    )
+
+    @property
+    def uses_tcp(self) -> bool:
+        """True when Falco is reached over TCP with mutual TLS instead of the unix socket."""
+        return bool(self.client_hostname)
+
+    def effective(self) -> dict[str, object]:
+        """The settings as YAML would write them, durations in Go form."""
+        values: dict[str, object] = {}
+        for setting in dataclasses.fields(self):
+            value = getattr(self, setting.name)
+            is_duration = setting.metadata["metavar"] == "DURATION"
+            values[setting.name] = format_duration(value) if is_duration else value
+        return values
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
+_KEYS = frozenset(s.name for s in SETTINGS)
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + key.replace("_", "-")
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a setting."""
+    return ENV_PREFIX + key.upper()
+
+
+def load_config(
+    flags: Mapping[str, object],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge the layers, parse every value, check cross-field rules; raise ConfigError."""
+    raw: dict[str, tuple[object, str]] = {}
+    if config_file:
+        for key, value in _read_yaml(config_file).items():
+            raw[key] = (value, f"{key} in {config_file}")
+    env = os.environ if environ is None else environ
+    for key in _KEYS:
+        if env_name(key) in env:
+            raw[key] = (env[env_name(key)], env_name(key))
+    for key, value in flags.items():
+        raw[key] = (value, flag_name(key))
+
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {s.name: f"{s.name} (default)" for s in SETTINGS}
+    by_name = {s.name: s for s in SETTINGS}
+    for key, (value, origin) in raw.items():
+        try:
+            values[key] = by_name[key].metadata["parse"](value)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: {error}") from None
+        origins[key] = origin
+    config = Config(**values)
+    _check(config, origins)
+    return config
+
+
+def _read_yaml(path: str) -> dict[str, object]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--config: cannot read {path}: {error}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config: {path} is not valid YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of settings")
+    for key in document:
+        if key not in _KEYS:
+            hint = difflib.get_close_matches(str(key), _KEYS, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{key} in {path}: unknown setting{suggestion}")
+    return document
+
+
+def _check(config: Config, origins: Mapping[str, str]) -> None:
+    if config.uses_tcp:
+        for key in ("client_cert", "client_key", "client_ca"):
+            _require_readable(getattr(config, key), origins[key], "--client-hostname")
+    server_files = {k: getattr(config, k) for k in ("server_ca", "server_cert", "server_key")}
+    if any(server_files.values()):
+        for key in ("server_cert", "server_key"):
+            if not server_files[key]:
+                other = next(k for k in server_files if server_files[k])
+                raise ConfigError(f"{flag_name(key)}: required when {flag_name(other)} is set")
+        for key, path in server_files.items():
+            if path:
+                _require_readable(path, origins[key], "TLS on /metrics")
+    main_port = parse_listen_address(config.listen_address)
+    probes_port = parse_listen_address(config.probes_listen_address)
+    if main_port == probes_port and main_port[1] != 0:
+        raise ConfigError(
+            f"{origins['probes_listen_address']}: same address as --listen-address "
+            f"({config.listen_address}); the probes need their own port"
+        )
+
+
+def _require_readable(path: str, origin: str, needed_for: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            f"{origin}: cannot read {path} ({reason}), needed for {needed_for}"
+        ) from None

@@ -1,0 +1,56 @@
+"""The normalised Falco event: what every source produces and the counter reads.
+
+Both wire formats (gRPC responses and http_output JSON) convert into FalcoEvent,
+so nothing downstream knows where an event came from. It is a NamedTuple because
+one is built per alert on the hot path and tuples are the cheapest immutable
+value Python has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+# Falco's priority numbers (falco.schema.priority) and their display names.
+PRIORITY_NAMES: tuple[str, ...] = (
+    "Emergency",
+    "Alert",
+    "Critical",
+    "Error",
+    "Warning",
+    "Notice",
+    "Informational",
+    "Debug",
+)
+
+# Falco's JSON writes names; old releases wrote "Info" for Informational.
+_PRIORITY_BY_LOWER_NAME: dict[str, int] = {
+    name.lower(): number for number, name in enumerate(PRIORITY_NAMES)
+}
+_PRIORITY_BY_LOWER_NAME["info"] = 6
+
+# What Falco puts in output_fields when a field has no value.
+MISSING_VALUE = "<NA>"
+
+
+def priority_name(number: int) -> str:
+    """Display name of a priority number; a number from a future Falco stays visible."""
+    if 0 <= number < len(PRIORITY_NAMES):
+        return PRIORITY_NAMES[number]
+    return f"Unknown({number})"
+
+
+def priority_from_name(name: str) -> int | None:
+    """Priority number for a name in any case, or None when Falco has no such name."""
+    return _PRIORITY_BY_LOWER_NAME.get(name.lower())
+
+
+class FalcoEvent(NamedTuple):
+    """One Falco alert, whichever way it arrived."""
+
+    rule: str
+    priority: int
+    source: str
+    hostname: str
+    tags: Sequence[str]
+    output_fields: Mapping[str, str]

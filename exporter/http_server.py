@@ -1,0 +1,118 @@
+"""The exporter's HTTP endpoints (aiohttp), on the main port and the probes port.
+
+Main port: `/metrics`, `/livez`, `/readyz` and a landing page `/`, optionally over
+TLS with client-certificate checking. Probes port: `/liveness` and `/readiness`,
+the Go exporter's paths, always plain HTTP for the kubelet.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exporter.config import parse_listen_address
+from exporter.exposition import CONTENT_TYPE
+
+_SHUTDOWN_TIMEOUT = 2.0
+
+_LANDING_PAGE = """<!doctype html>
+<html><head><title>falco-exporter</title></head>
+<body><h1>falco-exporter</h1>
+<p>Falco's alerts as the Prometheus counter <code>falco_events</code>.</p>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="readyz">/readyz</a></li>
+<li><a href="livez">/livez</a></li></ul></body></html>
+"""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the exporter is ready, and a body that says why."""
+
+    ready: bool
+    detail: str
+
+
+def build_main_app(
+    render_metrics: Callable[[], bytes], readiness: Callable[[], Readiness]
+) -> web.Application:
+    """Routes of the main port."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=render_metrics(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def landing(_request: web.Request) -> web.Response:
+        return web.Response(text=_LANDING_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", landing)
+    app.router.add_get("/livez", _liveness)
+    app.router.add_get("/readyz", _readiness_handler(readiness))
+    return app
+
+
+def build_probes_app(readiness: Callable[[], Readiness]) -> web.Application:
+    """Routes of the probes port, as the Go exporter named them."""
+    app = web.Application()
+    app.router.add_get("/liveness", _liveness)
+    app.router.add_get("/readiness", _readiness_handler(readiness))
+    return app
+
+
+async def _liveness(_request: web.Request) -> web.Response:
+    # Answering at all proves the event loop runs, which is what liveness asks.
+    return web.Response(text="ok\n")
+
+
+def _readiness_handler(
+    readiness: Callable[[], Readiness],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_request: web.Request) -> web.Response:
+        state = readiness()
+        status = 200 if state.ready else 503
+        return web.Response(status=status, text=state.detail)
+
+    return handler
+
+
+def server_ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    """TLS for /metrics; with a CA, scrapers must present a certificate it signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class HttpListener:
+    """One aiohttp app bound to one address."""
+
+    def __init__(
+        self, app: web.Application, address: str, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._address = address
+        self._ssl_context = ssl_context
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind and serve; port 0 binds a free port, read back into self.port."""
+        host, port = parse_listen_address(self._address)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            host,
+            port,
+            ssl_context=self._ssl_context,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        )
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Finish requests in flight (bounded), then close."""
+        await self._runner.cleanup()

@@ -1,0 +1,97 @@
+"""Falco's JSON event (json_output / http_output) to FalcoEvent.
+
+The gRPC path carries every output field as a string; JSON carries them typed.
+render_field_value turns a JSON value into exactly the string gRPC would carry,
+so the same alert gives the same `falco_events` series by either path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.event import MISSING_VALUE, FalcoEvent, priority_from_name
+
+
+class EventFormatError(ValueError):
+    """A JSON document that is not a Falco event; the message says why, briefly."""
+
+
+def render_field_value(value: object) -> str:
+    """The string gRPC would carry for a typed JSON output field value."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if value is None:
+        return MISSING_VALUE
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return ",".join(render_field_value(item) for item in value)
+    return valid_text(json.dumps(value, separators=(",", ":"), sort_keys=True))
+
+
+def valid_text(text: str) -> str:
+    """The text with lone surrogates (JSON's "\\ud800") replaced, so it encodes as UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def event_from_json(document: object) -> FalcoEvent:
+    """Convert one decoded JSON document; raise EventFormatError if it is no Falco event."""
+    if not isinstance(document, dict):
+        raise EventFormatError("event is not a JSON object")
+    rule = _required_text(document, "rule")
+    priority_text = _required_text(document, "priority")
+    priority = priority_from_name(priority_text)
+    if priority is None:
+        raise EventFormatError(f"unknown priority {priority_text[:40]!r}")
+    return FalcoEvent(
+        rule=rule,
+        priority=priority,
+        source=_optional_text(document, "source"),
+        hostname=_optional_text(document, "hostname"),
+        tags=_tags(document.get("tags")),
+        output_fields=_fields(document.get("output_fields")),
+    )
+
+
+def _required_text(document: Mapping[str, Any], key: str) -> str:
+    value = document.get(key)
+    if value is None:
+        raise EventFormatError(f"missing {key!r}")
+    if not isinstance(value, str):
+        raise EventFormatError(f"{key!r} is not a string")
+    return valid_text(value)
+
+
+def _optional_text(document: Mapping[str, Any], key: str) -> str:
+    value = document.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise EventFormatError(f"{key!r} is not a string")
+    return valid_text(value)
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise EventFormatError("'tags' is not a list of strings")
+    return tuple(valid_text(tag) for tag in value)
+
+
+def _fields(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventFormatError("'output_fields' is not an object")
+    return {valid_text(key): render_field_value(item) for key, item in value.items()}

@@ -1,0 +1,45 @@
+"""structlog set-up: JSON lines when stdout is not a terminal, readable console otherwise.
+
+The exporter logs connection changes and errors, never one line per event, so the
+logger is configured for clarity rather than speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def configure_logging(
+    level: str = "info", log_format: str = "auto", stream: TextIO | None = None
+) -> None:
+    """Route every structlog logger to `stream` (stdout) at `level` in the chosen format."""
+    out = stream or sys.stdout
+    as_json = log_format == "json" or (log_format == "auto" and not out.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )

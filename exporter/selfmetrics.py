@@ -1,0 +1,107 @@
+"""The exporter's own metrics (prefix falco_exporter_), read at scrape time.
+
+Sources keep plain numbers in TargetState; this collector turns them into metric
+families when Prometheus scrapes, so the per-event path never touches a lock.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import grpc
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.targets import TargetState
+
+PREFIX = "falco_exporter_"
+
+
+class ExporterCollector(Collector):
+    """Families for every target's state, the series count and build info."""
+
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[TargetState]],
+        series_count: Callable[[], int],
+    ) -> None:
+        self._targets = targets
+        self._series_count = series_count
+
+    def collect(self) -> Iterable[Metric]:
+        """Build the families from the current state."""
+        targets = list(self._targets())
+        yield from self._target_families(targets)
+        series = GaugeMetricFamily(
+            f"{PREFIX}falco_events_series", "Current number of falco_events series."
+        )
+        series.add_metric([], self._series_count())
+        yield series
+        build = GaugeMetricFamily(
+            f"{PREFIX}build_info",
+            "Always 1; labels say which falco-exporter build runs.",
+            labels=["version", "python_version", "grpc_version"],
+        )
+        build.add_metric([__version__, platform.python_version(), grpc.__version__], 1)
+        yield build
+
+    @staticmethod
+    def _target_families(targets: Sequence[TargetState]) -> Iterator[Metric]:
+        received = CounterMetricFamily(
+            f"{PREFIX}events_received",
+            "Falco events received, by target and input.",
+            labels=["target", "input"],
+        )
+        decode_errors = CounterMetricFamily(
+            f"{PREFIX}decode_errors",
+            "Messages from Falco that could not be decoded and were skipped.",
+            labels=["target"],
+        )
+        connected = GaugeMetricFamily(
+            f"{PREFIX}connected",
+            "1 while the subscription to the target is up, else 0.",
+            labels=["target"],
+        )
+        reconnects = CounterMetricFamily(
+            f"{PREFIX}reconnects",
+            "Reconnect attempts after a failure or a closed stream.",
+            labels=["target"],
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}connection_errors",
+            "Failed connections or streams, by reason.",
+            labels=["target", "reason"],
+        )
+        last_event = GaugeMetricFamily(
+            f"{PREFIX}last_event_timestamp_seconds",
+            "Unix time of the last event received from the target (0: none yet).",
+            labels=["target"],
+        )
+        version = GaugeMetricFamily(
+            f"{PREFIX}falco_version_info",
+            "Always 1; the version Falco reported on connect.",
+            labels=["target", "version"],
+        )
+        for state in targets:
+            received.add_metric([state.name, "grpc"], state.events)
+            decode_errors.add_metric([state.name], state.decode_errors)
+            connected.add_metric([state.name], 1 if state.connected else 0)
+            reconnects.add_metric([state.name], state.reconnects)
+            for reason, count in sorted(state.connection_errors.items()):
+                errors.add_metric([state.name, reason], count)
+            last_event.add_metric([state.name], state.last_event_time)
+            if state.falco_version:
+                version.add_metric([state.name, state.falco_version], 1)
+        yield from (received, decode_errors, connected, reconnects, errors, last_event, version)
+
+
+def build_registry(collector: ExporterCollector) -> CollectorRegistry:
+    """A registry of our own (never the global one) with process and platform metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

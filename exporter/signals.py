@@ -1,0 +1,35 @@
+"""SIGTERM and SIGINT set an asyncio.Event; a second one exits at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
+import structlog
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Install the handlers for the block's duration and restore the defaults after."""
+    loop = asyncio.get_running_loop()
+    log = structlog.get_logger("signals")
+
+    def handle(signum: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("second signal; exiting now", signal=signum.name)
+            os._exit(128 + signum.value)
+        log.info("signal received; stopping", signal=signum.name)
+        stop.set()
+
+    for signum in _SIGNALS:
+        loop.add_signal_handler(signum, handle, signum)
+    try:
+        yield
+    finally:
+        for signum in _SIGNALS:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,181 @@
+"""`falco-exporter simulate` and `falco-exporter demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from exporter.config import ConfigError, load_config
+from exporter.logs import configure_logging
+from exporter.signals import stop_on_signals
+from exporter.simulator.certs import CertPaths, write_cert_set
+from exporter.simulator.events import bundled_events_path, load_responses
+from exporter.simulator.server import ServerTls, SimulatedFalco, replay
+
+
+def run_subcommand(name: str, args: Sequence[str]) -> int:
+    """Dispatch `simulate` or `demo`."""
+    if name == "simulate":
+        return _simulate(args)
+    return _demo(args)
+
+
+def _events_argument(parser: argparse.ArgumentParser, default_rate: float) -> None:
+    parser.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        help="JSONL file of Falco events (default: the bundled samples)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=default_rate,
+        help=f"events per second, 0 for all at once (default: {default_rate})",
+    )
+    parser.add_argument("--once", action="store_true", help="replay the file once, not in a loop")
+
+
+def _simulate(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="falco-exporter simulate",
+        description="A simulated Falco gRPC server (Falco's outputs semantics) replaying events.",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:5060",
+        help="unix:///path (no TLS, like Falco) or host:port (mutual TLS) "
+        "(default: 127.0.0.1:5060)",
+    )
+    parser.add_argument(
+        "--certs-dir",
+        type=Path,
+        default=Path("simulator-certs"),
+        help="where the CA, server and client certificates are written, "
+        "or reused if present (default: ./simulator-certs)",
+    )
+    parser.add_argument("--falco-version", default="0.43.0", help="version the RPC reports")
+    parser.add_argument("--hostname", default=None, help="hostname to put in every event")
+    _events_argument(parser, default_rate=1.0)
+    options = parser.parse_args(args)
+    configure_logging()
+    return asyncio.run(_run_simulator(options))
+
+
+def _certs(directory: Path) -> CertPaths:
+    """Reuse a complete set of certificates in directory, or write a new one."""
+    paths = CertPaths(
+        ca=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+    )
+    if all(Path(p).is_file() for p in vars(paths).values()):
+        return paths
+    return write_cert_set(directory)
+
+
+async def _start_simulator(
+    listen: str, certs_dir: Path, version: str, hostname: str | None
+) -> tuple[SimulatedFalco, CertPaths | None]:
+    falco = SimulatedFalco(version=version, hostname=hostname)
+    if listen.startswith("unix://"):
+        await falco.start(listen)
+        return falco, None
+    paths = _certs(certs_dir)
+    await falco.start(listen, ServerTls(paths.server_cert, paths.server_key, paths.ca))
+    return falco, paths
+
+
+async def _run_simulator(options: argparse.Namespace) -> int:
+    log = structlog.get_logger("simulator")
+    messages = load_responses(options.events or bundled_events_path())
+    falco, paths = await _start_simulator(
+        options.listen, options.certs_dir, options.falco_version, options.hostname
+    )
+    log.info(
+        "simulated Falco listening",
+        address=falco.address,
+        client_cert=str(paths.client_cert) if paths else None,
+        client_key=str(paths.client_key) if paths else None,
+        ca=str(paths.ca) if paths else None,
+        events=len(messages),
+        rate=options.rate,
+    )
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        feeder = asyncio.create_task(
+            replay(falco, messages, rate=options.rate, loop=not options.once)
+        )
+        await stop.wait()
+        feeder.cancel()
+        await falco.stop()
+    log.info("simulated Falco stopped", delivered=falco.delivered)
+    return 0
+
+
+def _demo(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="falco-exporter demo",
+        description="The exporter against a simulated Falco over mutual TLS, on one command.",
+    )
+    parser.add_argument("--listen-address", default=":9376", help="(default: :9376)")
+    parser.add_argument("--probes-listen-address", default=":19376", help="(default: :19376)")
+    _events_argument(parser, default_rate=2.0)
+    options = parser.parse_args(args)
+    configure_logging()
+    return asyncio.run(_run_demo(options))
+
+
+async def _run_demo(options: argparse.Namespace) -> int:
+    from exporter.app import Exporter  # noqa: PLC0415
+
+    log = structlog.get_logger("demo")
+    messages = load_responses(options.events or bundled_events_path())
+    with tempfile.TemporaryDirectory(prefix="falco-exporter-demo-") as tmp:
+        falco, paths = await _start_simulator("127.0.0.1:0", Path(tmp), "0.43.0", None)
+        assert paths is not None
+        port = falco.address.rsplit(":", 1)[1]
+        try:
+            config = load_config(
+                {
+                    "client_hostname": "localhost",
+                    "client_port": port,
+                    "client_cert": str(paths.client_cert),
+                    "client_key": str(paths.client_key),
+                    "client_ca": str(paths.ca),
+                    "listen_address": options.listen_address,
+                    "probes_listen_address": options.probes_listen_address,
+                },
+                environ={},
+            )
+        except ConfigError as error:
+            print(f"falco-exporter demo: {error}", file=sys.stderr)
+            await falco.stop()
+            return 2
+        exporter = Exporter(config)
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            feeder = asyncio.create_task(
+                replay(falco, messages, rate=options.rate, loop=not options.once)
+            )
+            serving = asyncio.create_task(exporter.serve(stop))
+            await asyncio.sleep(0)
+            log.info(
+                "demo running: simulated Falco -> mutual TLS gRPC -> falco-exporter; "
+                "Ctrl-C stops both",
+                falco=falco.address,
+                metrics=f"http://localhost:{options.listen_address.rsplit(':', 1)[1]}/metrics",
+            )
+            await serving
+            feeder.cancel()
+            await falco.stop()
+    log.info("demo stopped", events_delivered=falco.delivered)
+    return 0
