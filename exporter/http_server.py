@@ -94,7 +94,7 @@ class HttpListener:
     def __init__(
         self, app: web.Application, address: str, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         self._address = address
         self._ssl_context = ssl_context
         self.port = 0
@@ -108,7 +108,6 @@ class HttpListener:
             host,
             port,
             ssl_context=self._ssl_context,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT,
         )
         await site.start()
         self.port = int(self._runner.addresses[0][1])

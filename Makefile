@@ -1,0 +1,32 @@
+# Everything a new machine needs, from a clean checkout: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint protos bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## The exporter against the built-in simulated Falco over mutual TLS; /metrics on :9376.
+demo: $(BIN)/.installed
+	$(BIN)/falco-exporter demo
+
+## Lint, types, then every test.
+test: lint
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).
+protos: $(BIN)/.installed
+	$(BIN)/python tools/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""Fixtures: throwaway certificates, a simulated Falco over mutual TLS, exporters."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+from exporter.app import Exporter
+from exporter.config import load_config
+from exporter.logs import configure_logging
+from exporter.simulator.certs import CertPaths, write_cert_set
+from exporter.simulator.server import ServerTls, SimulatedFalco
+
+MakeExporter = Callable[..., Awaitable[Exporter]]
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
+    """CA, server and client certificates shared by the session's tests."""
+    return write_cert_set(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+async def falco(certs: CertPaths) -> AsyncIterator[SimulatedFalco]:
+    """A simulated Falco on a loopback port, mutual TLS required."""
+    simulated = SimulatedFalco()
+    await simulated.start("127.0.0.1:0", tls_of(certs))
+    yield simulated
+    await simulated.stop()
+
+
+def tls_of(certs: CertPaths) -> ServerTls:
+    """The simulated Falco's side of a certificate set."""
+    return ServerTls(certs.server_cert, certs.server_key, certs.ca)
+
+
+def client_flags(certs: CertPaths, address: str) -> dict[str, object]:
+    """Flags that point an exporter at a simulated Falco over mutual TLS."""
+    host, port = address.rsplit(":", 1)
+    return {
+        "client_hostname": "localhost" if host == "127.0.0.1" else host,
+        "client_port": port,
+        "client_cert": str(certs.client_cert),
+        "client_key": str(certs.client_key),
+        "client_ca": str(certs.ca),
+    }
+
+
+class LogLines(io.StringIO):
+    """The exporter's JSON log lines, decoded."""
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line logged so far, as a dict."""
+        return [json.loads(line) for line in self.getvalue().splitlines() if line]
+
+    def matching(self, event: str) -> list[dict[str, Any]]:
+        """The records whose message is `event`."""
+        return [record for record in self.records() if record.get("event") == event]
+
+
+@pytest.fixture
+def logs() -> LogLines:
+    """Capture the exporter's structured logs for the test to read."""
+    lines = LogLines()
+    configure_logging("debug", "json", stream=lines)
+    return lines
+
+
+@pytest.fixture
+async def make_exporter(logs: LogLines) -> AsyncIterator[MakeExporter]:
+    """Start exporters on free loopback ports from flags; all are stopped afterwards."""
+    started: list[Exporter] = []
+
+    async def make(**flags: object) -> Exporter:
+        values: dict[str, object] = {
+            "listen_address": "127.0.0.1:0",
+            "probes_listen_address": "127.0.0.1:0",
+            "reconnect_backoff_initial": "50ms",
+            "reconnect_backoff_max": "200ms",
+            **flags,
+        }
+        exporter = Exporter(load_config(values, environ={}))
+        await exporter.start()
+        started.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in started:
+        await exporter.stop()
+
+
+@pytest.fixture
+async def exporter_for(
+    make_exporter: MakeExporter, certs: CertPaths
+) -> Callable[..., Awaitable[Exporter]]:
+    """An exporter subscribed to the given simulated Falco over mutual TLS."""
+
+    async def make(falco: SimulatedFalco, **flags: object) -> Exporter:
+        return await make_exporter(**client_flags(certs, falco.address), **flags)
+
+    return make

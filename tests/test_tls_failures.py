@@ -1,0 +1,161 @@
+"""Certificate problems: a clear log line naming the cause, a metric, retries, no crash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.simulator.certs import (
+    CertificateAuthority,
+    CertPaths,
+    write_cert_set,
+    write_private,
+    write_public,
+)
+from exporter.simulator.server import ServerTls, SimulatedFalco
+from tests.conftest import MakeExporter, client_flags, tls_of
+from tests.support import eventually, fetch, response, scrape, total_events
+
+
+async def failure_detail(logs: Any, port: int, text: str) -> None:
+    """Wait for a 'cannot connect' log line whose detail contains `text`, twice (retrying)."""
+
+    def logged_twice() -> bool:
+        lines = logs.matching("cannot connect to Falco")
+        return sum(text in line["detail"] for line in lines) >= 2
+
+    await eventually(logged_twice, message=f"two failures logged with {text!r}")
+    errors = await scrape(port, "falco_exporter_connection_errors")
+    assert sum(errors.values()) >= 2
+    status, _, _ = await fetch(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503
+
+
+@pytest.fixture
+def other_certs(tmp_path: Path) -> CertPaths:
+    """A second, unrelated CA and its certificates."""
+    return write_cert_set(tmp_path / "other")
+
+
+async def test_falco_certificate_from_another_ca(
+    falco: SimulatedFalco,
+    certs: CertPaths,
+    other_certs: CertPaths,
+    make_exporter: MakeExporter,
+    logs: Any,
+) -> None:
+    """--client-ca that did not sign Falco's certificate is named as the cause."""
+    flags = client_flags(certs, falco.address) | {"client_ca": str(other_certs.ca)}
+    exporter = await make_exporter(**flags)
+    await failure_detail(logs, exporter.main_http.port, "not signed by the CA in --client-ca")
+
+
+async def test_client_certificate_falco_does_not_trust(
+    falco: SimulatedFalco,
+    certs: CertPaths,
+    other_certs: CertPaths,
+    make_exporter: MakeExporter,
+    logs: Any,
+) -> None:
+    """A client certificate from another CA: Falco hangs up, and the hint says why."""
+    flags = client_flags(certs, falco.address) | {
+        "client_cert": str(other_certs.client_cert),
+        "client_key": str(other_certs.client_key),
+    }
+    exporter = await make_exporter(**flags)
+    await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
+
+
+async def test_expired_falco_certificate(
+    tmp_path: Path, make_exporter: MakeExporter, logs: Any
+) -> None:
+    """An expired server certificate is reported as expired."""
+    ca = CertificateAuthority()
+    now = dt.datetime.now(dt.UTC)
+    server = ca.issue(
+        "localhost",
+        server=True,
+        valid_from=now - dt.timedelta(days=3),
+        valid_until=now - dt.timedelta(days=1),
+    )
+    client = ca.issue("exporter", server=False)
+    paths = CertPaths(
+        ca=tmp_path / "ca.crt",
+        server_cert=tmp_path / "server.crt",
+        server_key=tmp_path / "server.key",
+        client_cert=tmp_path / "client.crt",
+        client_key=tmp_path / "client.key",
+    )
+    write_public(paths.ca, ca.cert_pem)
+    write_public(paths.server_cert, server.cert_pem)
+    write_private(paths.server_key, server.key_pem)
+    write_public(paths.client_cert, client.cert_pem)
+    write_private(paths.client_key, client.key_pem)
+    falco = SimulatedFalco()
+    await falco.start("127.0.0.1:0", tls_of(paths))
+    try:
+        exporter = await make_exporter(**client_flags(paths, falco.address))
+        await failure_detail(logs, exporter.main_http.port, "expired")
+    finally:
+        await falco.stop()
+
+
+async def test_missing_client_certificate_file_is_named_and_retried(
+    tmp_path: Path, certs: CertPaths, make_exporter: MakeExporter, logs: Any
+) -> None:
+    """A client certificate that disappears is named in the log; once back, it connects."""
+    local = tmp_path / "client"
+    local.mkdir()
+    cert = local / "client.crt"
+    shutil.copy(certs.client_cert, cert)
+    falco = SimulatedFalco()
+    address = await falco.start("127.0.0.1:0", tls_of(certs))
+    await falco.stop()
+    exporter = await make_exporter(**client_flags(certs, address) | {"client_cert": str(cert)})
+    cert.unlink()
+
+    def file_named() -> bool:
+        return any(
+            str(cert) in line["detail"] and line["reason"] == "certificate_files"
+            for line in logs.matching("cannot connect to Falco")
+        )
+
+    await eventually(file_named, message="log line naming the missing certificate file")
+    shutil.copy(certs.client_cert, cert)
+    await falco.start(address, ServerTls(certs.server_cert, certs.server_key, certs.ca))
+    try:
+        falco.publish([response()])
+
+        async def one() -> bool:
+            return await total_events(exporter.main_http.port) == 1
+
+        await eventually(one, message="counted after the file came back")
+    finally:
+        await falco.stop()
+
+
+async def test_tls_server_name_reaches_falco_by_another_name(
+    certs: CertPaths, make_exporter: MakeExporter, logs: Any
+) -> None:
+    """Dialled by an address not in Falco's certificate: refused, unless told the name."""
+    falco = SimulatedFalco()
+    await falco.start("127.0.0.2:0", tls_of(certs))  # the certificate names 127.0.0.1 only
+    try:
+        flags = client_flags(certs, falco.address)
+        assert flags["client_hostname"] == "127.0.0.2"
+        refused = await make_exporter(**flags)
+        await failure_detail(logs, refused.main_http.port, "--client-tls-server-name")
+
+        accepted = await make_exporter(**flags | {"client_tls_server_name": "localhost"})
+        falco.publish([response()])
+
+        async def one() -> bool:
+            return await total_events(accepted.main_http.port) == 1
+
+        await eventually(one, message="counted through 127.0.0.2 verified as localhost")
+    finally:
+        await falco.stop()
