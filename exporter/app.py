@@ -107,6 +107,10 @@ class Exporter:
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down within SHUTDOWN_TIMEOUT."""
         await self.start()
+        await self.run_until(stop)
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Once started: wait for `stop`, then shut down within SHUTDOWN_TIMEOUT."""
         await stop.wait()
         self._log.info("shutting down")
         try:

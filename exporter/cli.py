@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags of the exporter: one per setting, with the Go exporter's names."""
     parser = argparse.ArgumentParser(
         prog="falco-exporter",
+        allow_abbrev=False,
         description="Export Falco's alerts to Prometheus as the falco_events counter. "
         "Every flag can also be set as FALCO_EXPORTER_<NAME> or in the --config YAML file "
         "(flags win over the environment, which wins over the file). "

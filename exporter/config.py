@@ -242,7 +242,7 @@ def load_config(
         raw[key] = (value, flag_name(key))
 
     values: dict[str, Any] = {}
-    origins: dict[str, str] = {s.name: f"{s.name} (default)" for s in SETTINGS}
+    origins = {s.name: f"{flag_name(s.name)} (default)" for s in SETTINGS}
     by_name = {s.name: s for s in SETTINGS}
     for key, (value, origin) in raw.items():
         try:

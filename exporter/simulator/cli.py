@@ -45,6 +45,7 @@ def _events_argument(parser: argparse.ArgumentParser, default_rate: float) -> No
 def _simulate(args: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="falco-exporter simulate",
+        allow_abbrev=False,
         description="A simulated Falco gRPC server (Falco's outputs semantics) replaying events.",
     )
     parser.add_argument(
@@ -124,6 +125,7 @@ async def _run_simulator(options: argparse.Namespace) -> int:
 def _demo(args: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="falco-exporter demo",
+        allow_abbrev=False,
         description="The exporter against a simulated Falco over mutual TLS, on one command.",
     )
     parser.add_argument("--listen-address", default=":9376", help="(default: :9376)")
@@ -166,15 +168,14 @@ async def _run_demo(options: argparse.Namespace) -> int:
             feeder = asyncio.create_task(
                 replay(falco, messages, rate=options.rate, loop=not options.once)
             )
-            serving = asyncio.create_task(exporter.serve(stop))
-            await asyncio.sleep(0)
+            await exporter.start()
             log.info(
                 "demo running: simulated Falco -> mutual TLS gRPC -> falco-exporter; "
                 "Ctrl-C stops both",
                 falco=falco.address,
-                metrics=f"http://localhost:{options.listen_address.rsplit(':', 1)[1]}/metrics",
+                metrics=f"http://localhost:{exporter.main_http.port}/metrics",
             )
-            await serving
+            await exporter.run_until(stop)
             feeder.cancel()
             await falco.stop()
     log.info("demo stopped", events_delivered=falco.delivered)

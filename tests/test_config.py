@@ -1,0 +1,175 @@
+"""Configuration: Go-compatible flags and defaults, layering, and errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.cli import main
+from exporter.config import Config, ConfigError, load_config
+from exporter.durations import parse_duration
+from exporter.simulator.certs import CertPaths
+
+GO_EXPORTER_DEFAULTS = {
+    "client_socket": "unix:///run/falco/falco.sock",
+    "client_hostname": "",
+    "client_port": 5060,
+    "client_cert": "/etc/falco/certs/client.crt",
+    "client_key": "/etc/falco/certs/client.key",
+    "client_ca": "/etc/falco/certs/ca.crt",
+    "listen_address": ":9376",
+    "probes_listen_address": ":19376",
+    "server_ca": "",
+    "server_cert": "",
+    "server_key": "",
+    "timeout": 120.0,
+}
+
+
+def test_defaults_are_the_go_exporters() -> None:
+    """With nothing set, every Go flag has the Go exporter's default."""
+    config = load_config({}, environ={})
+    assert {key: getattr(config, key) for key in GO_EXPORTER_DEFAULTS} == GO_EXPORTER_DEFAULTS
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the file, which beats the default."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("client_port: 1111\nlog_level: debug\ntimeout: 30s\n")
+    environ = {"FALCO_EXPORTER_CLIENT_PORT": "2222", "FALCO_EXPORTER_TIMEOUT": "1m"}
+
+    assert load_config({}, str(config_file), environ={}).client_port == 1111
+    both = load_config({}, str(config_file), environ=environ)
+    assert (both.client_port, both.timeout, both.log_level) == (2222, 60.0, "debug")
+    assert load_config({"client_port": "3333"}, str(config_file), environ).client_port == 3333
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    """Kubernetes' service links (FALCO_EXPORTER_PORT=tcp://...) do not break start-up."""
+    environ = {"FALCO_EXPORTER_PORT": "tcp://10.0.0.1:9376", "FALCO_EXPORTER_SERVICE_HOST": "x"}
+    assert load_config({}, environ=environ) == Config()
+
+
+@pytest.mark.parametrize(
+    ("flags", "yaml_text", "environ", "named"),
+    [
+        ({"client_port": "70000"}, None, {}, "--client-port"),
+        ({"client_port": "http"}, None, {}, "--client-port"),
+        ({}, "client_port: [1]\n", {}, "client_port in"),
+        ({}, "cleint_port: 1\n", {}, "cleint_port in"),
+        ({}, None, {"FALCO_EXPORTER_TIMEOUT": "soon"}, "FALCO_EXPORTER_TIMEOUT"),
+        ({"poll_interval": "0s"}, None, {}, "--poll-interval"),
+        ({"log_format": "xml"}, None, {}, "--log-format"),
+        ({"listen_address": "9376"}, None, {}, "--listen-address"),
+        ({"server_cert": "/etc/hostname"}, None, {}, "--server-key"),
+        ({"probes_listen_address": ":9376"}, None, {}, "--probes-listen-address"),
+        (
+            {"client_hostname": "falco", "client_cert": "/nonexistent.crt"},
+            None,
+            {},
+            "--client-cert",
+        ),
+    ],
+)
+def test_bad_values_name_their_key(
+    tmp_path: Path,
+    flags: dict[str, object],
+    yaml_text: str | None,
+    environ: dict[str, str],
+    named: str,
+) -> None:
+    """Each bad setting raises ConfigError naming the flag, variable or file key."""
+    config_file = None
+    if yaml_text is not None:
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=named.replace("-", r"\-")):
+        load_config(flags, str(config_file) if config_file else None, environ)
+
+
+def test_unknown_file_key_suggests_the_right_one(tmp_path: Path) -> None:
+    """A typo in the YAML file is named, with the setting it probably meant."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("client_hostnme: falco\n")
+    with pytest.raises(ConfigError, match="did you mean 'client_hostname'"):
+        load_config({}, str(config_file), environ={})
+
+
+def test_missing_certificates_are_needed_only_for_tcp() -> None:
+    """The unix socket needs no certificates; the defaults' missing files are fine then."""
+    assert not load_config({}, environ={}).uses_tcp
+
+
+def test_cli_exits_2_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad config: exit status 2 and a single message naming the flag, before anything runs."""
+    assert main(["--client-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--client-port" in err
+    assert "not a port" in err
+
+
+def test_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A flag the exporter does not have is named, exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--client-hostnam", "x"])
+    assert exit_info.value.code == 2
+    assert "--client-hostnam" in capsys.readouterr().err
+
+
+def test_check_config_prints_the_effective_settings(
+    certs: CertPaths, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--check-config validates, prints every setting as YAML, and exits 0."""
+    monkeypatch.setenv("FALCO_EXPORTER_LOG_LEVEL", "warning")
+    status = main(
+        [
+            "--check-config",
+            "--client-hostname",
+            "falco.falco.svc",
+            "--client-port",
+            "5061",
+            "--client-cert",
+            str(certs.client_cert),
+            "--client-key",
+            str(certs.client_key),
+            "--client-ca",
+            str(certs.ca),
+            "--timeout",
+            "90s",
+        ]
+    )
+    assert status == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["client_hostname"] == "falco.falco.svc"
+    assert printed["client_port"] == 5061
+    assert printed["timeout"] == "1m30s"
+    assert printed["log_level"] == "warning"
+    assert printed["listen_address"] == ":9376"
+
+
+def test_python_dash_m_reports_bad_config_with_status_2() -> None:
+    """`python -m exporter` as a process: bad config gives exit status 2 on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--timeout", "forever"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2m", 120.0), ("1m30s", 90.0), ("100ms", 0.1), ("1h", 3600.0), ("45", 45.0), ("1.5s", 1.5)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    """Durations are written as the Go exporter's flags took them."""
+    assert parse_duration(text) == pytest.approx(seconds)

@@ -1,0 +1,47 @@
+"""The committed code in exporter/falcopb is what tools/gen_protos.py makes from protos/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from exporter.falcopb import outputs_pb2, schema_pb2, version_pb2
+from tests.support import REPO
+
+
+def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
+    """Regenerating gives byte-identical files; run `make protos` when this fails."""
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_protos.py"), str(tmp_path)],
+        check=True,
+        timeout=120,
+    )
+    committed = REPO / "exporter" / "falcopb"
+    fresh = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    current = {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()}
+    stale = sorted(name for name in fresh if current.get(name) != fresh[name])
+    assert not stale, f"stale generated files {stale}: run `make protos`"
+
+
+def test_wire_names_match_falco() -> None:
+    """Package, message and service names and field numbers are Falco's (FALCO.md)."""
+    response = outputs_pb2.DESCRIPTOR.message_types_by_name["response"]
+    assert response.full_name == "falco.outputs.response"
+    assert {f.name: f.number for f in response.fields} == {
+        "time": 1,
+        "priority": 2,
+        "source_deprecated": 3,
+        "rule": 4,
+        "output": 5,
+        "output_fields": 6,
+        "hostname": 7,
+        "tags": 8,
+        "source": 9,
+    }
+    service = outputs_pb2.DESCRIPTOR.services_by_name["service"]
+    assert service.full_name == "falco.outputs.service"
+    assert sorted(m.name for m in service.methods) == ["get", "sub"]
+    assert version_pb2.DESCRIPTOR.services_by_name["service"].full_name == "falco.version.service"
+    priorities = schema_pb2.priority
+    assert [priorities.Value(n) for n in ("EMERGENCY", "WARNING", "DEBUG")] == [0, 4, 7]

@@ -1,0 +1,114 @@
+"""The exporter and the demo as real processes: signals, exit codes, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tests.support import eventually, fetch, scrape
+
+
+class Process:
+    """A child process whose stdout is JSON log lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.records: list[dict[str, Any]] = []
+
+    async def wait_for_log(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Read log lines until one whose message is `event`."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.process.stdout.readline()
+                if not line:
+                    raise AssertionError(f"process ended before logging {event!r}")
+                record: dict[str, Any] = json.loads(line)
+                self.records.append(record)
+                if record.get("event") == event:
+                    return record
+
+
+@asynccontextmanager
+async def running(*args: str) -> AsyncIterator[Process]:
+    """Start `python -m exporter ARGS`; kill it if the test did not stop it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield Process(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+LOCAL_PORTS = ("--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0")
+
+
+async def test_sigterm_exits_0_within_5_seconds() -> None:
+    """SIGTERM stops everything in order and exits 0 well inside Kubernetes' grace period."""
+    async with running(
+        "--client-socket", "unix:///nonexistent/falco.sock", *LOCAL_PORTS, "--log-format", "json"
+    ) as exporter:
+        serving = await exporter.wait_for_log("serving HTTP")
+        assert (await fetch(f"http://127.0.0.1:{serving['metrics_port']}/livez"))[0] == 200
+        exporter.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            assert await exporter.process.wait() == 0
+        await exporter.wait_for_log("stopped")
+
+
+async def test_connection_failures_are_logged_once_per_attempt() -> None:
+    """A connection change is one JSON line with target, attempt, reason and next delay."""
+    async with running(
+        "--client-socket",
+        "unix:///nonexistent/falco.sock",
+        *LOCAL_PORTS,
+        "--reconnect-backoff-max",
+        "100ms",
+    ) as exporter:
+        first = await exporter.wait_for_log("cannot connect to Falco")
+        second = await exporter.wait_for_log("cannot connect to Falco")
+        assert first["target"] == "unix:///nonexistent/falco.sock"
+        assert (first["attempt"], second["attempt"]) == (1, 2)
+        assert first["reason"] == "unavailable"
+        assert "unix socket does not exist" in first["detail"]
+        assert first["next_attempt_in"].endswith("s")
+        exporter.process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(5):
+            assert await exporter.process.wait() == 0
+
+
+async def test_demo_shows_the_walkthrough_pod_on_metrics() -> None:
+    """`falco-exporter demo`: the nginx pod's alerts appear on /metrics; Ctrl-C stops it."""
+    async with running("demo", *LOCAL_PORTS, "--rate", "50") as demo:
+        serving = await demo.wait_for_log("serving HTTP")
+        port = serving["metrics_port"]
+
+        async def walkthrough_seen() -> bool:
+            series = await scrape(port)
+            rules = {
+                dict(key)["rule"]
+                for key in series
+                if dict(key)["k8s_pod_name"].startswith("nginx-")
+            }
+            return {
+                "Launch Package Management Process in Container",
+                "DetectCurlCommandExecution",
+            } <= rules
+
+        await eventually(walkthrough_seen, message="the walkthrough's series")
+        demo.process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(5):
+            assert await demo.process.wait() == 0
