@@ -174,13 +174,13 @@ class Config:
         30.0, _positive_duration, "largest reconnect delay (jittered)", "DURATION"
     )
     keepalive_time: float = _setting(
-        30.0,
+        10.0,
         _positive_duration,
         "gRPC keepalive ping interval on the connection to Falco",
         "DURATION",
     )
     keepalive_timeout: float = _setting(
-        10.0,
+        5.0,
         _positive_duration,
         "how long to wait for a keepalive answer before reconnecting",
         "DURATION",

@@ -46,8 +46,8 @@ class SubscriptionSettings:
     poll_interval: float = 0.05
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
-    keepalive_time: float = 30.0
-    keepalive_timeout: float = 10.0
+    keepalive_time: float = 10.0
+    keepalive_timeout: float = 5.0
 
 
 class GrpcSubscription:

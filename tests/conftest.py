@@ -15,16 +15,22 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from exporter.app import Exporter
 from exporter.config import load_config
 from exporter.logs import configure_logging
-from exporter.simulator.certs import CertPaths, write_cert_set
+from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
 
 MakeExporter = Callable[..., Awaitable[Exporter]]
 
 
 @pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
+def test_ca() -> CertificateAuthority:
+    """The CA behind `certs`, for tests that issue more certificates from it."""
+    return CertificateAuthority()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory, test_ca: CertificateAuthority) -> CertPaths:
     """CA, server and client certificates shared by the session's tests."""
-    return write_cert_set(tmp_path_factory.mktemp("certs"))
+    return write_cert_set(tmp_path_factory.mktemp("certs"), test_ca)
 
 
 @pytest.fixture

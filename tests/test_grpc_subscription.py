@@ -322,3 +322,14 @@ async def test_falco_version_is_exported_as_info(certs: Any, make_exporter: Make
         }
     finally:
         await falco.stop()
+
+
+async def test_timeout_logs_loudly_but_never_exits(make_exporter: MakeExporter, logs: Any) -> None:
+    """--timeout keeps the Go meaning only as an error line; the exporter keeps serving."""
+    exporter = await make_exporter(client_socket="unix:///nonexistent/falco.sock", timeout="100ms")
+    message = "not connected to Falco yet; still retrying"
+    await eventually(lambda: bool(logs.matching(message)), message="the timeout's error line")
+    [record] = logs.matching(message)
+    assert record["level"] == "error"
+    assert record["targets"] == ["unix:///nonexistent/falco.sock"]
+    assert (await fetch(f"http://127.0.0.1:{exporter.main_http.port}/livez"))[0] == 200

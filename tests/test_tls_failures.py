@@ -70,6 +70,30 @@ async def test_client_certificate_falco_does_not_trust(
     await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
 
 
+async def test_expired_client_certificate(
+    falco: SimulatedFalco,
+    certs: CertPaths,
+    test_ca: CertificateAuthority,
+    tmp_path: Path,
+    make_exporter: MakeExporter,
+    logs: Any,
+) -> None:
+    """Our certificate, from Falco's CA but expired: Falco hangs up; the hint names ours."""
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    now = dt.datetime.now(dt.UTC)
+    expired = test_ca.issue(
+        "exporter",
+        server=False,
+        valid_from=now - dt.timedelta(days=3),
+        valid_until=now - dt.timedelta(days=1),
+    )
+    write_public(cert, expired.cert_pem)
+    write_private(key, expired.key_pem)
+    flags = client_flags(certs, falco.address) | {"client_cert": str(cert), "client_key": str(key)}
+    exporter = await make_exporter(**flags)
+    await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
+
+
 async def test_expired_falco_certificate(
     tmp_path: Path, make_exporter: MakeExporter, logs: Any
 ) -> None:
