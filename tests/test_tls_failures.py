@@ -95,30 +95,17 @@ async def test_expired_client_certificate(
 
 
 async def test_expired_falco_certificate(
-    tmp_path: Path, make_exporter: MakeExporter, logs: Any
+    tmp_path: Path, test_ca: CertificateAuthority, make_exporter: MakeExporter, logs: Any
 ) -> None:
     """An expired server certificate is reported as expired."""
-    ca = CertificateAuthority()
     now = dt.datetime.now(dt.UTC)
-    server = ca.issue(
+    expired = test_ca.issue(
         "localhost",
         server=True,
         valid_from=now - dt.timedelta(days=3),
         valid_until=now - dt.timedelta(days=1),
     )
-    client = ca.issue("exporter", server=False)
-    paths = CertPaths(
-        ca=tmp_path / "ca.crt",
-        server_cert=tmp_path / "server.crt",
-        server_key=tmp_path / "server.key",
-        client_cert=tmp_path / "client.crt",
-        client_key=tmp_path / "client.key",
-    )
-    write_public(paths.ca, ca.cert_pem)
-    write_public(paths.server_cert, server.cert_pem)
-    write_private(paths.server_key, server.key_pem)
-    write_public(paths.client_cert, client.cert_pem)
-    write_private(paths.client_key, client.key_pem)
+    paths = write_cert_set(tmp_path, test_ca, server=expired)
     falco = SimulatedFalco()
     await falco.start("127.0.0.1:0", tls_of(paths))
     try:

@@ -111,7 +111,7 @@ class CertificateAuthority:
 
 @dataclass(frozen=True)
 class CertPaths:
-    """Where write_cert_set put each file."""
+    """The files of one certificate set, named as Falco's examples name them."""
 
     ca: Path
     server_cert: Path
@@ -119,20 +119,35 @@ class CertPaths:
     client_cert: Path
     client_key: Path
 
+    @classmethod
+    def in_directory(cls, directory: Path) -> CertPaths:
+        """ca.crt, server.crt/.key and client.crt/.key inside directory."""
+        return cls(
+            ca=directory / "ca.crt",
+            server_cert=directory / "server.crt",
+            server_key=directory / "server.key",
+            client_cert=directory / "client.crt",
+            client_key=directory / "client.key",
+        )
 
-def write_cert_set(directory: Path, ca: CertificateAuthority | None = None) -> CertPaths:
-    """Write ca.crt, server.crt/.key and client.crt/.key (keys 0600) into directory."""
+    def complete(self) -> bool:
+        """True when every file exists."""
+        return all(path.is_file() for path in vars(self).values())
+
+
+def write_cert_set(
+    directory: Path,
+    ca: CertificateAuthority | None = None,
+    *,
+    server: KeyPair | None = None,
+    client: KeyPair | None = None,
+) -> CertPaths:
+    """Write a CA and server and client pairs it issued (or the given ones); keys 0600."""
     ca = ca or CertificateAuthority()
     directory.mkdir(parents=True, exist_ok=True)
-    server = ca.issue("localhost", server=True)
-    client = ca.issue("falco-exporter", server=False)
-    paths = CertPaths(
-        ca=directory / "ca.crt",
-        server_cert=directory / "server.crt",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.crt",
-        client_key=directory / "client.key",
-    )
+    server = server or ca.issue("localhost", server=True)
+    client = client or ca.issue("falco-exporter", server=False)
+    paths = CertPaths.in_directory(directory)
     write_public(paths.ca, ca.cert_pem)
     write_public(paths.server_cert, server.cert_pem)
     write_private(paths.server_key, server.key_pem)

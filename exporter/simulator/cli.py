@@ -71,16 +71,8 @@ def _simulate(args: Sequence[str]) -> int:
 
 def _certs(directory: Path) -> CertPaths:
     """Reuse a complete set of certificates in directory, or write a new one."""
-    paths = CertPaths(
-        ca=directory / "ca.crt",
-        server_cert=directory / "server.crt",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.crt",
-        client_key=directory / "client.key",
-    )
-    if all(Path(p).is_file() for p in vars(paths).values()):
-        return paths
-    return write_cert_set(directory)
+    paths = CertPaths.in_directory(directory)
+    return paths if paths.complete() else write_cert_set(directory)
 
 
 async def _start_simulator(
