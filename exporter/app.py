@@ -40,6 +40,7 @@ class Exporter:
         target = target_from_config(config)
         self.targets = [TargetState(name=target.name)]
         settings = SubscriptionSettings(
+            transport=config.transport,
             poll_interval=config.poll_interval,
             backoff_initial=config.reconnect_backoff_initial,
             backoff_max=config.reconnect_backoff_max,
@@ -47,7 +48,7 @@ class Exporter:
             keepalive_timeout=config.keepalive_timeout,
         )
         self._subscriptions = [
-            GrpcSubscription(target, self.targets[0], self.counter.add, settings)
+            GrpcSubscription(target, self.targets[0], self.counter.sink(), settings)
         ]
         self._registry = build_registry(
             ExporterCollector(lambda: self.targets, lambda: self.counter.series_count)

@@ -161,6 +161,12 @@ class Config:
         "log an error if not connected to Falco after this long (0: never); never exits",
         "DURATION",
     )
+    transport: str = _setting(
+        "get",
+        _choice("get", "sub"),
+        "how to read Falco's queue: `get` drains it repeatedly (fastest), `sub` holds one stream",
+        "NAME",
+    )
     poll_interval: float = _setting(
         0.05,
         _positive_duration,

@@ -12,6 +12,7 @@ scrape is one string join however odd the label values are.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 from exporter.event import FalcoEvent
@@ -51,18 +52,17 @@ def go_exporter_labels(event: FalcoEvent) -> LabelKey:
     )
 
 
-class Series:
-    """One label set's count and its rendered sample prefix."""
-
-    __slots__ = ("count", "prefix")
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.count = 0
+EventSink = Callable[[FalcoEvent], None]
 
 
 class EventCounter:
-    """Counts events into series keyed by their label values."""
+    """Counts events into series keyed by their label values.
+
+    Every producer (a reader thread, the HTTP input) gets its own sink with its own
+    dict of counts, so increments need no lock and never contend with each other or
+    with a scrape; a scrape sums the shards. Only a series' first event takes the lock,
+    to register the series and its rendered prefix once.
+    """
 
     def __init__(
         self,
@@ -71,27 +71,59 @@ class EventCounter:
     ) -> None:
         self._label_names = tuple(label_names)
         self._label_values = label_values
-        self._series: dict[LabelKey, Series] = {}
+        self._prefixes: dict[LabelKey, str] = {}
+        self._shards: list[dict[LabelKey, int]] = []
+        self._lock = threading.Lock()
         self._header = (
             f"# HELP {METRIC_NAME} {escape_help(METRIC_HELP)}\n# TYPE {METRIC_NAME} counter\n"
         )
 
-    def add(self, event: FalcoEvent) -> None:
-        """Count one event."""
-        key = self._label_values(event)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = Series(
-                sample_prefix(METRIC_NAME, zip(self._label_names, key, strict=True))
-            )
-        series.count += 1
+    def sink(self) -> EventSink:
+        """A function that counts one event; give each producer thread its own."""
+        counts: dict[LabelKey, int] = {}
+        with self._lock:
+            self._shards.append(counts)
+        label_values = self._label_values
+        register = self._register
+
+        def add(event: FalcoEvent) -> None:
+            key = label_values(event)
+            count = counts.get(key)
+            if count is None:
+                register(key)
+                counts[key] = 1
+            else:
+                counts[key] = count + 1
+
+        return add
+
+    def _register(self, key: LabelKey) -> None:
+        if key in self._prefixes:
+            return
+        prefix = sample_prefix(METRIC_NAME, zip(self._label_names, key, strict=True))
+        with self._lock:
+            self._prefixes.setdefault(key, prefix)
 
     @property
     def series_count(self) -> int:
         """How many `falco_events` series exist now."""
-        return len(self._series)
+        return len(self._prefixes)
+
+    def totals(self) -> dict[LabelKey, int]:
+        """Each series' count, summed over the shards."""
+        with self._lock:
+            shards = list(self._shards)
+        if len(shards) == 1:
+            return dict(shards[0])
+        totals: dict[LabelKey, int] = {}
+        for shard in shards:
+            for key, count in shard.copy().items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
 
     def render(self) -> str:
         """The `falco_events` family in text format 0.0.4."""
-        lines = [f"{series.prefix}{series.count}\n" for series in list(self._series.values())]
+        totals = self.totals()
+        prefixes = self._prefixes
+        lines = [f"{prefixes[key]}{count}\n" for key, count in totals.items()]
         return self._header + "".join(lines)

@@ -1,35 +1,44 @@
-"""One subscription to one Falco over gRPC: connect, poll, read, reconnect forever.
+"""One subscription to one Falco over gRPC: connect, read, reconnect forever.
 
 A target goes in; events go to the sink and state changes go to the TargetState.
-Falco's `sub` writes nothing until it reads a request and then drains its queue,
-so a poller sends an empty request every poll interval for as long as the stream
-lives, and never half-closes. Messages are read as bytes and decoded here, so one
-undecodable message is counted and skipped while the stream goes on.
+The reading runs on a thread of its own with gRPC's synchronous API: measured in
+bench/, that reads Falco's stream about 1.5 times cheaper per event than grpc.aio,
+and it keeps event intake going while the event loop renders a scrape.
+
+Two transports deliver the same events (FALCO.md section 1):
+- `get` (default): call `get`, which drains Falco's queue and ends; call it again
+  at once after a non-empty drain, or after the poll interval after an empty one.
+- `sub`: one long stream; an empty request every poll interval makes Falco drain
+  its queue. The stream is never half-closed.
+Messages are read as bytes and decoded here, so one undecodable message is
+counted and skipped while the stream goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
-import grpc.aio
+import grpc.experimental
 import structlog
 from google.protobuf.message import DecodeError
 
 from exporter import falco_api
 from exporter.backoff import Backoff
+from exporter.counter import EventSink
 from exporter.durations import format_duration
-from exporter.event import FalcoEvent
 from exporter.falcopb import version_pb2
 from exporter.grpc_errors import describe
 from exporter.grpc_event import decode_response, event_from_response
 from exporter.targets import CertificateFilesError, Target, TargetState
 
-EventSink = Callable[[FalcoEvent], None]
+TRANSPORTS = ("get", "sub")
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _VERSION_RPC_TIMEOUT = 10.0
@@ -37,12 +46,14 @@ _VERSION_RPC_TIMEOUT = 10.0
 # the next failure starts the backoff from its initial delay again.
 _HEALTHY_STREAM_SECONDS = 10.0
 _DECODE_ERROR_LOG_INTERVAL = 10.0
+_THREAD_STOP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
 class SubscriptionSettings:
     """The knobs of one subscription, taken from Config."""
 
+    transport: str = "get"
     poll_interval: float = 0.05
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
@@ -50,8 +61,12 @@ class SubscriptionSettings:
     keepalive_timeout: float = 5.0
 
 
+class _Stopped(Exception):  # noqa: N818 - control flow, not an error
+    """The subscription was asked to stop while a call was open."""
+
+
 class GrpcSubscription:
-    """Subscribes to one Falco's outputs until cancelled; never raises out of run()."""
+    """Subscribes to one Falco's outputs until cancelled; run() never raises otherwise."""
 
     def __init__(
         self,
@@ -66,93 +81,140 @@ class GrpcSubscription:
         self._settings = settings
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._log = structlog.get_logger("grpc_source").bind(target=target.name)
+        self._stop = threading.Event()
+        self._call: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._last_decode_log = 0.0
         self._unlogged_decode_errors = 0
 
     async def run(self) -> None:
-        """Connect, stream, and reconnect with jittered backoff, forever."""
-        while True:
+        """Read on a thread until this task is cancelled; then stop the thread and return."""
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        finished = self._loop.create_future()
+
+        def work() -> None:
+            try:
+                self._run_blocking()
+            finally:
+                self._loop_call(finished.set_result, None)
+
+        thread = threading.Thread(target=work, name=f"falco-{self._target.name}", daemon=True)
+        thread.start()
+        try:
+            await asyncio.shield(finished)
+        finally:
+            self._stop.set()
+            call = self._call
+            if call is not None:
+                call.cancel()
+            await asyncio.wait([finished], timeout=_THREAD_STOP_TIMEOUT)
+
+    def _loop_call(self, function: Callable[..., object], *args: object) -> None:
+        """Run function on the event loop's thread, if the loop still runs."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                loop.call_soon_threadsafe(function, *args)
+
+    def _run_blocking(self) -> None:
+        """Connect, stream, and reconnect with jittered backoff until stopped."""
+        while not self._stop.is_set():
             started = time.monotonic()
             events_before = self._state.events
+            level = "warning"
             try:
-                await self._connect_and_stream()
-                reason, hint, level = (
-                    "stream_ended",
-                    "Falco closed the stream (restart or rules reload)",
-                    "info",
-                )
+                self._connect_and_stream()
+                reason, detail, level = "stream_ended", "Falco closed the stream", "info"
+            except _Stopped:
+                return
             except CertificateFilesError as error:
-                reason, hint, level = "certificate_files", str(error), "error"
-            except grpc.aio.AioRpcError as error:
+                reason, detail, level = "certificate_files", str(error), "error"
+            except grpc.RpcError as error:
+                if self._stop.is_set():
+                    return
                 reason, hint = describe(error)
-                hint = f"{error.details()}" + (f" ({hint})" if hint else "")
-                level = "warning"
+                detail = f"{error.details()}" + (f" ({hint})" if hint else "")
             finally:
                 was_connected = self._state.connected
                 self._state.connected = False
-            if reason != "stream_ended":
-                self._state.connection_errors[reason] = (
-                    self._state.connection_errors.get(reason, 0) + 1
-                )
-            healthy = was_connected and (
-                self._state.events > events_before
-                or time.monotonic() - started >= _HEALTHY_STREAM_SECONDS
+            self._after_failure(
+                reason,
+                detail,
+                level,
+                was_connected=was_connected,
+                healthy=was_connected
+                and (
+                    self._state.events > events_before
+                    or time.monotonic() - started >= _HEALTHY_STREAM_SECONDS
+                ),
             )
-            if healthy:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            self._state.reconnects += 1
-            getattr(self._log, level)(
-                "disconnected from Falco" if was_connected else "cannot connect to Falco",
-                attempt=self._backoff.attempt,
-                reason=reason,
-                detail=hint,
-                next_attempt_in=format_duration(round(delay, 3)),
-            )
-            await asyncio.sleep(delay)
 
-    def _channel(self) -> grpc.aio.Channel:
-        options: list[tuple[str, int | str]] = [
+    def _after_failure(
+        self, reason: str, detail: str, level: str, *, was_connected: bool, healthy: bool
+    ) -> None:
+        """Count, log one line, and wait the backoff delay (cut short by a stop)."""
+        if reason != "stream_ended":
+            errors = self._state.connection_errors
+            errors[reason] = errors.get(reason, 0) + 1
+        if healthy:
+            self._backoff.reset()
+        delay = self._backoff.next_delay()
+        self._state.reconnects += 1
+        getattr(self._log, level)(
+            "disconnected from Falco" if was_connected else "cannot connect to Falco",
+            attempt=self._backoff.attempt,
+            reason=reason,
+            detail=detail,
+            next_attempt_in=format_duration(round(delay, 3)),
+        )
+        self._stop.wait(delay)
+
+    def _channel(self) -> grpc.Channel:
+        options: list[tuple[str, Any]] = [
             ("grpc.keepalive_time_ms", int(self._settings.keepalive_time * 1000)),
             ("grpc.keepalive_timeout_ms", int(self._settings.keepalive_timeout * 1000)),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.use_local_subchannel_pool", 1),
+            # Reads each `get` on the calling thread instead of handing messages over
+            # from gRPC's own thread: the cheapest way Python has to read a stream.
+            (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
         if self._target.tls is None:
-            return grpc.aio.insecure_channel(self._target.address, options=options)
+            return grpc.insecure_channel(self._target.address, options=options)
         if self._target.tls_server_name:
             options.append(("grpc.ssl_target_name_override", self._target.tls_server_name))
         credentials = self._target.tls.credentials()
-        return grpc.aio.secure_channel(self._target.address, credentials, options=options)
+        return grpc.secure_channel(self._target.address, credentials, options=options)
 
-    async def _connect_and_stream(self) -> None:
-        async with self._channel() as channel:
-            self._state.falco_version = await self._falco_version(channel)
-            call = channel.stream_stream(falco_api.SUB_PATH)()
-            poller = asyncio.create_task(self._poll(call))
-            try:
-                self._state.connected = True
-                self._state.ever_connected.set()
-                self._log.info(
-                    "connected to Falco",
-                    address=self._target.address,
-                    falco_version=self._state.falco_version or "unknown",
-                    attempt=self._backoff.attempt + 1,
-                )
-                await self._read(call)  # returns on OK; raises AioRpcError otherwise
-            finally:
-                poller.cancel()
-                call.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
+    def _connect_and_stream(self) -> None:
+        with self._channel() as channel:
+            self._state.falco_version = self._falco_version(channel)
+            self._state.connected = True
+            self._loop_call(self._state.ever_connected.set)
+            self._log.info(
+                "connected to Falco",
+                address=self._target.address,
+                transport=self._settings.transport,
+                falco_version=self._state.falco_version or "unknown",
+                attempt=self._backoff.attempt + 1,
+            )
+            if self._settings.transport == "sub":
+                self._subscribe(channel)
+            else:
+                self._get_repeatedly(channel)
 
-    async def _falco_version(self, channel: grpc.aio.Channel) -> str:
+    def _falco_version(self, channel: grpc.Channel) -> str:
         """Falco's version; this first call also proves the connection and TLS work."""
         version_rpc = channel.unary_unary(falco_api.VERSION_PATH)
+        call = version_rpc.future(falco_api.EMPTY_REQUEST, timeout=_VERSION_RPC_TIMEOUT)
+        self._call = call
         try:
-            raw = await version_rpc(falco_api.EMPTY_REQUEST, timeout=_VERSION_RPC_TIMEOUT)
-        except grpc.aio.AioRpcError as error:
+            raw = call.result()
+        except grpc.RpcError as error:
+            if self._stop.is_set():
+                raise _Stopped from None
             if error.code() != grpc.StatusCode.UNIMPLEMENTED:
                 raise
             return ""
@@ -161,34 +223,59 @@ class GrpcSubscription:
         except DecodeError:
             return ""
 
-    async def _poll(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
-        """Ask for queued events at once, then every poll interval; never half-close."""
+    def _get_repeatedly(self, channel: grpc.Channel) -> None:
+        """Drain Falco's queue with `get`; pause for the poll interval after an empty drain."""
+        get = channel.unary_stream(falco_api.GET_PATH)
         interval = self._settings.poll_interval
-        with contextlib.suppress(
-            grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError
-        ):
-            while not call.done():
-                await call.write(falco_api.EMPTY_REQUEST)
-                await asyncio.sleep(interval)
+        while True:
+            call = get(falco_api.EMPTY_REQUEST)
+            self._call = call
+            if self._stop.is_set():
+                raise _Stopped
+            if not self._read(call) and self._stop.wait(interval):
+                raise _Stopped
 
-    async def _read(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+    def _subscribe(self, channel: grpc.Channel) -> None:
+        """One `sub` stream, polled every interval; returns when Falco ends it."""
+        stop, interval = self._stop, self._settings.poll_interval
+
+        def requests() -> Iterator[bytes]:
+            while not stop.is_set():
+                yield falco_api.EMPTY_REQUEST
+                stop.wait(interval)
+            # Ending the iterator half-closes; we only get here when stopping.
+
+        call = channel.stream_stream(falco_api.SUB_PATH)(requests())
+        self._call = call
+        if self._stop.is_set():
+            raise _Stopped
+        self._read(call)
+
+    def _read(self, call: Iterable[bytes]) -> int:
         """The hot path: decode, convert, count. Nothing else per event."""
-        read = call.read
         sink = self._sink
         state = self._state
-        eof = grpc.aio.EOF
-        while True:
-            raw = await read()
-            if raw is eof:
-                return
-            try:
-                message = decode_response(raw)
-            except DecodeError:
-                self._decode_error(len(raw))
-                continue
-            sink(event_from_response(message))
-            state.events += 1
-            state.last_event_time = time.time()
+        decode = decode_response
+        to_event = event_from_response
+        received = 0
+        try:
+            for raw in call:
+                try:
+                    message = decode(raw)
+                except DecodeError:
+                    self._decode_error(len(raw))
+                    continue
+                sink(to_event(message))
+                received += 1
+                state.events += 1
+        except grpc.RpcError:
+            if self._stop.is_set():
+                raise _Stopped from None
+            raise
+        finally:
+            if received:
+                state.last_event_time = time.time()
+        return received
 
     def _decode_error(self, size: int) -> None:
         """Count an undecodable message; log at most one line per interval, with the count."""

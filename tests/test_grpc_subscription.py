@@ -6,7 +6,10 @@ import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from exporter.app import Exporter
+from exporter.grpc_source import TRANSPORTS
 from exporter.simulator.events import response_from_json
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of
@@ -64,12 +67,13 @@ async def counted(exporter: Exporter, total: int) -> None:
     await eventually(check, message=f"sum(falco_events) == {total}")
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_sample_events_become_go_exporter_series(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:
     """Every sample event increments the series the Go exporter would have, exactly once."""
     documents = sample_documents()
-    exporter = await exporter_for(falco)
+    exporter = await exporter_for(falco, transport=transport)
     falco.publish(response_from_json(document) for document in documents)
     await counted(exporter, len(documents))
 
@@ -165,8 +169,9 @@ async def test_odd_values_keep_their_labels(falco: SimulatedFalco, exporter_for:
     }
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_burst_of_50000_events_is_counted_exactly(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:
     """A backlog of 50,000 events is read through and every one is counted once."""
     pods = [f"pod-{n}" for n in range(50)]
@@ -174,15 +179,16 @@ async def test_burst_of_50000_events_is_counted_exactly(
         response(fields={"k8s.pod.name": pods[n % 50], "k8s.ns.name": "burst"})
         for n in range(50_000)
     )
-    exporter = await exporter_for(falco)
+    exporter = await exporter_for(falco, transport=transport)
     await counted(exporter, 50_000)
     series = await scrape(exporter.main_http.port)
     assert sorted(dict(key)["k8s_pod_name"] for key in series) == sorted(pods)
     assert set(series.values()) == {1000.0}
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_message_with_invalid_utf8_is_skipped_and_counted(
-    falco: SimulatedFalco, exporter_for: Any, logs: Any
+    falco: SimulatedFalco, exporter_for: Any, logs: Any, transport: str
 ) -> None:
     """An undecodable message costs itself only: neighbours counted, stream kept, error metric."""
     bad = response(fields={"k8s.pod.name": "pod-XXXX"}).SerializeToString()
@@ -190,7 +196,7 @@ async def test_message_with_invalid_utf8_is_skipped_and_counted(
     falco.publish([response(rule="before")])
     falco.publish_raw([bad])
     falco.publish([response(rule="after")])
-    exporter = await exporter_for(falco)
+    exporter = await exporter_for(falco, transport=transport)
     await counted(exporter, 2)
     port = exporter.main_http.port
 
@@ -203,11 +209,12 @@ async def test_message_with_invalid_utf8_is_skipped_and_counted(
     assert record["size_bytes"] == len(bad)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_falco_restart_reconnects_and_counts_every_delivered_event(
-    falco: SimulatedFalco, exporter_for: Any, certs: Any
+    falco: SimulatedFalco, exporter_for: Any, certs: Any, transport: str
 ) -> None:
     """Falco going away flips readiness to failing and back; counters only grow."""
-    exporter = await exporter_for(falco)
+    exporter = await exporter_for(falco, transport=transport)
     probes = f"http://127.0.0.1:{exporter.probes_http.port}/readiness"
 
     def ready(status: int) -> Callable[[], Awaitable[bool]]:
@@ -265,13 +272,18 @@ async def test_exporter_started_before_falco_connects_when_it_comes_up(
         await falco.stop()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_two_exporters_split_one_falcos_events(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:
     """Falco's queue is shared: two subscribers each get some events, together all of them."""
-    first = await exporter_for(falco)
-    second = await exporter_for(falco)
-    await eventually(lambda: falco.subscribers == 2, message="two subscribers")
+    first = await exporter_for(falco, transport=transport)
+    second = await exporter_for(falco, transport=transport)
+    for exporter in (first, second):
+        await eventually(
+            lambda e=exporter: _status(f"http://127.0.0.1:{e.main_http.port}/readyz", 200),
+            message="both exporters connected",
+        )
     for _ in range(100):
         falco.publish([response() for _ in range(5)])
         await eventually(lambda: falco.queued == 0, message="batch drained")
