@@ -135,6 +135,11 @@ class GrpcSubscription:
                     return
                 reason, hint = describe(error)
                 detail = f"{error.details()}" + (f" ({hint})" if hint else "")
+            except Exception as error:  # noqa: BLE001 - the reader must outlive any bug
+                if self._stop.is_set():
+                    return
+                reason, detail, level = "internal_error", repr(error), "error"
+                self._log.exception("unexpected error in the Falco reader; reconnecting")
             finally:
                 was_connected = self._state.connected
                 self._state.connected = False
@@ -212,6 +217,8 @@ class GrpcSubscription:
         self._call = call
         try:
             raw = call.result()
+        except grpc.FutureCancelledError:
+            raise _Stopped from None
         except grpc.RpcError as error:
             if self._stop.is_set():
                 raise _Stopped from None
