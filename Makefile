@@ -28,5 +28,9 @@ lint: $(BIN)/.installed
 protos: $(BIN)/.installed
 	$(BIN)/python tools/gen_protos.py
 
+## The benchmark of docs/performance.md (a few minutes; `BENCH_ARGS=--quick` for a short one).
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

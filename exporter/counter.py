@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from exporter.event import FalcoEvent
+from exporter.event import Event
 from exporter.exposition import escape_help, sample_prefix
 
 METRIC_NAME = "falco_events"
@@ -32,27 +32,27 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "k8s_pod_name",
 )
 
-_PRIORITY_TEXT = tuple(str(number) for number in range(8))
+_PRIORITY_TEXT = {number: str(number) for number in range(8)}
 
 LabelKey = tuple[str, ...]
 
 
-def go_exporter_labels(event: FalcoEvent) -> LabelKey:
+def go_exporter_labels(event: Event) -> LabelKey:
     """The Go exporter's label values for an event, in DEFAULT_LABELS order."""
     fields = event.output_fields
     priority = event.priority
     return (
         event.rule,
-        _PRIORITY_TEXT[priority] if 0 <= priority < 8 else str(priority),
+        _PRIORITY_TEXT.get(priority) or str(priority),
         event.hostname,
         event.source,
-        "," + ",".join(event.tags) + ",",
+        f",{','.join(event.tags)},",
         fields.get("k8s.ns.name", ""),
         fields.get("k8s.pod.name", ""),
     )
 
 
-EventSink = Callable[[FalcoEvent], None]
+EventSink = Callable[[Event], None]
 
 
 class EventCounter:
@@ -67,7 +67,7 @@ class EventCounter:
     def __init__(
         self,
         label_names: Sequence[str] = DEFAULT_LABELS,
-        label_values: Callable[[FalcoEvent], LabelKey] = go_exporter_labels,
+        label_values: Callable[[Event], LabelKey] = go_exporter_labels,
     ) -> None:
         self._label_names = tuple(label_names)
         self._label_values = label_values
@@ -86,7 +86,7 @@ class EventCounter:
         label_values = self._label_values
         register = self._register
 
-        def add(event: FalcoEvent) -> None:
+        def add(event: Event) -> None:
             key = label_values(event)
             count = counts.get(key)
             if count is None:

@@ -9,7 +9,7 @@ value Python has.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 # Falco's priority numbers (falco.schema.priority) and their display names.
 PRIORITY_NAMES: tuple[str, ...] = (
@@ -43,6 +43,28 @@ def priority_name(number: int) -> str:
 def priority_from_name(name: str) -> int | None:
     """Priority number for a name in any case, or None when Falco has no such name."""
     return _PRIORITY_BY_LOWER_NAME.get(name.lower())
+
+
+class Event(Protocol):
+    """What the counter reads of an alert: FalcoEvent, or a decoded gRPC response as is.
+
+    The gRPC message has exactly these attributes, so on the hot path it is counted
+    without being copied into a FalcoEvent (measured in bench/: the copy cost about
+    7% of the exporter's CPU per event).
+    """
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def output_fields(self) -> Mapping[str, str]: ...
 
 
 class FalcoEvent(NamedTuple):

@@ -272,7 +272,7 @@ class GrpcSubscription:
                 except DecodeError:
                     self._decode_error(len(raw))
                     continue
-                sink(to_event(message))
+                sink(message if message.source else to_event(message))
                 received += 1
                 state.events += 1
         except grpc.RpcError:
