@@ -24,9 +24,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -307,6 +308,7 @@ async def main() -> None:
     """Run every part and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--flood-rate", type=int, default=5_000)
@@ -317,6 +319,7 @@ async def main() -> None:
     options = parser.parse_args()
     if options.quick:
         options.events, options.memory_events, options.latency_samples = 30_000, 100_000, 30
+        options.repeats = 1
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp)
         write_cert_set(certs)
@@ -326,7 +329,7 @@ async def main() -> None:
             f"{time.strftime('%Y-%m-%d')}\n"
         )
         if options.only in (None, "throughput"):
-            await print_throughput(certs, options.events)
+            await print_throughput(certs, options.events, options.repeats)
         if options.only in (None, "latency"):
             lat = await latencies(certs, options.latency_samples, options.flood_rate)
             print("\n## Event to /metrics latency (default settings)\n")
@@ -345,26 +348,39 @@ async def main() -> None:
                 print(f"| {label} | {mib:.0f} |")
 
 
-async def print_throughput(certs: Path, events: int) -> None:
-    """Each consumer once, in turn, against a fresh server."""
-    runs = [
-        await measure_bare("aio-sub", certs, events),
-        await measure_bare("sync-get", certs, events),
-        await measure_exporter("get", certs, events),
-        await measure_exporter("sub", certs, events),
+async def print_throughput(certs: Path, events: int, repeats: int) -> None:
+    """Every consumer `repeats` times, interleaved, each against a fresh server; medians."""
+    consumers: list[tuple[str, Callable[[], Awaitable[Throughput]]]] = [
+        ("bare reader, aio-sub", partial(measure_bare, "aio-sub", certs, events)),
+        ("bare reader, sync-get", partial(measure_bare, "sync-get", certs, events)),
+        ("falco-exporter, --transport get", partial(measure_exporter, "get", certs, events)),
+        ("falco-exporter, --transport sub", partial(measure_exporter, "sub", certs, events)),
     ]
-    fastest_bare = max(r.per_cpu_second for r in runs if r.name.startswith("bare"))
-    print(f"## Throughput: {events:,} events of about 500 bytes, mutual TLS\n")
+    runs: dict[str, list[Throughput]] = {name: [] for name, _ in consumers}
+    for _ in range(repeats):
+        for name, measure in consumers:
+            runs[name].append(await measure())
+
+    def median_rate(name: str) -> float:
+        return statistics.median(r.per_cpu_second for r in runs[name])
+
+    fastest_bare = max(median_rate(name) for name in runs if name.startswith("bare"))
     print(
-        "| consumer | events per CPU-second | of the fastest bare reader | wall rate "
+        f"## Throughput: {events:,} events of about 500 bytes, mutual TLS, "
+        f"median of {repeats} runs\n"
+    )
+    print(
+        "| consumer | events per CPU-second (range) | of the fastest bare reader | wall rate "
         "(events/s) | server CPU busy |"
     )
     print("|---|---:|---:|---:|---:|")
-    for run in runs:
+    for name, results in runs.items():
+        rates = sorted(r.per_cpu_second for r in results)
+        wall = statistics.median(r.events / r.wall for r in results)
+        busy = statistics.median(r.server_busy for r in results)
         print(
-            f"| {run.name} | {run.per_cpu_second:,.0f} | "
-            f"{run.per_cpu_second / fastest_bare:.2f} | {run.events / run.wall:,.0f} | "
-            f"{run.server_busy:.0%} |"
+            f"| {name} | {median_rate(name):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | "
+            f"{median_rate(name) / fastest_bare:.2f} | {wall:,.0f} | {busy:.0%} |"
         )
 
 
