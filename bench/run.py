@@ -267,7 +267,7 @@ def render_figures(sizes: list[int]) -> list[tuple[int, float, int]]:
     figures = []
     for size in sizes:
         counter = EventCounter()
-        add = counter.sink()
+        add = counter.shard().add
         for n in range(size):
             add(
                 FalcoEvent(

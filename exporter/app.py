@@ -1,21 +1,28 @@
 """Wires the pieces and owns every task: the exporter's life, written as its plan.
 
-start(): counter -> HTTP up (live, not ready) -> subscriptions -> ready when one connects.
-stop():  subscriptions cancelled -> HTTP finishes the last scrape and closes.
+start(): counter -> HTTP up (live, not ready) -> subscriptions, discovery, certificate
+         watch -> ready when a target connects (or all do, with --ready-when all).
+stop():  background tasks cancelled -> subscriptions stopped -> HTTP finishes the last
+         scrape and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client import disable_created_metrics, generate_latest
 
+from exporter.cert_watch import watch_files
 from exporter.config import Config
 from exporter.counter import EventCounter
+from exporter.discovery import DnsDiscovery, static_addresses
 from exporter.durations import format_duration
-from exporter.grpc_source import GrpcSubscription, SubscriptionSettings
+from exporter.grpc_source import SubscriptionSettings
 from exporter.http_server import (
     HttpListener,
     Readiness,
@@ -24,7 +31,8 @@ from exporter.http_server import (
     server_ssl_context,
 )
 from exporter.selfmetrics import ExporterCollector, build_registry
-from exporter.targets import TargetState, target_from_config
+from exporter.subscriptions import Subscriptions
+from exporter.targets import static_targets
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
 SHUTDOWN_TIMEOUT = 4.0
@@ -37,21 +45,33 @@ class Exporter:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.config = config
         self.counter = EventCounter()
-        target = target_from_config(config)
-        self.targets = [TargetState(name=target.name)]
-        settings = SubscriptionSettings(
-            transport=config.transport,
-            poll_interval=config.poll_interval,
-            backoff_initial=config.reconnect_backoff_initial,
-            backoff_max=config.reconnect_backoff_max,
-            keepalive_time=config.keepalive_time,
-            keepalive_timeout=config.keepalive_timeout,
+        self.subscriptions = Subscriptions(
+            self.counter,
+            SubscriptionSettings(
+                transport=config.transport,
+                poll_interval=config.poll_interval,
+                backoff_initial=config.reconnect_backoff_initial,
+                backoff_max=config.reconnect_backoff_max,
+                keepalive_time=config.keepalive_time,
+                keepalive_timeout=config.keepalive_timeout,
+            ),
         )
-        self._subscriptions = [
-            GrpcSubscription(target, self.targets[0], self.counter.sink(), settings)
-        ]
+        self._static = static_targets(config)
+        self.discovery = (
+            DnsDiscovery(
+                config,
+                self.subscriptions.reconcile_discovered,
+                lambda: static_addresses(self._static),
+            )
+            if config.discover_dns
+            else None
+        )
         self._registry = build_registry(
-            ExporterCollector(lambda: self.targets, lambda: self.counter.series_count)
+            ExporterCollector(
+                self.subscriptions.states,
+                lambda: self.counter.series_count,
+                self.discovery.state if self.discovery else None,
+            )
         )
         ssl_context = (
             server_ssl_context(config.server_cert, config.server_key, config.server_ca)
@@ -73,14 +93,20 @@ class Exporter:
         return text.encode("utf-8", "replace")
 
     def readiness(self) -> Readiness:
-        """Ready while at least one Falco target is connected."""
-        connected = sum(1 for state in self.targets if state.connected)
-        lines = [f"{s.name} {'connected' if s.connected else 'disconnected'}" for s in self.targets]
-        summary = f"{connected}/{len(self.targets)} Falco targets connected"
-        return Readiness(ready=connected > 0, detail="\n".join([summary, *lines]) + "\n")
+        """Ready while any target is connected (or all, with --ready-when all)."""
+        states = self.subscriptions.states()
+        connected = sum(1 for state in states if state.connected)
+        needed = len(states) if self.config.ready_when == "all" else 1
+        lines = [f"{s.name} {'connected' if s.connected else 'disconnected'}" for s in states]
+        summary = (
+            f"{connected}/{len(states)} Falco targets connected (ready when "
+            f"{self.config.ready_when})"
+        )
+        ready = bool(states) and connected >= needed
+        return Readiness(ready=ready, detail="\n".join([summary, *lines]) + "\n")
 
     async def start(self) -> None:
-        """Serve HTTP (live, not yet ready), then start every subscription."""
+        """Serve HTTP (live, not yet ready), then start subscribing."""
         await self.main_http.start()
         await self.probes_http.start()
         self._log.info(
@@ -89,10 +115,25 @@ class Exporter:
             probes_port=self.probes_http.port,
             tls=self.config.server_cert != "",
         )
-        for subscription in self._subscriptions:
-            self._tasks.append(asyncio.create_task(subscription.run()))
+        for target in self._static:
+            self.subscriptions.add(target)
+        if self.discovery is not None:
+            self._spawn(self.discovery.run())
+        if self.config.uses_tcp:
+            files = [
+                Path(p)
+                for p in (self.config.client_cert, self.config.client_key, self.config.client_ca)
+            ]
+            self._spawn(
+                watch_files(
+                    files, self.config.certificate_check_interval, self.subscriptions.reconnect_all
+                )
+            )
         if self.config.timeout > 0:
-            self._tasks.append(asyncio.create_task(self._warn_if_never_connected()))
+            self._spawn(self._warn_if_never_connected())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work))
 
     async def stop(self) -> None:
         """Stop reading from Falco, then let HTTP answer the last scrape and close."""
@@ -102,6 +143,7 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.subscriptions.stop()
         await self.probes_http.stop()
         await self.main_http.stop()
 
@@ -121,17 +163,11 @@ class Exporter:
 
     async def _warn_if_never_connected(self) -> None:
         """The Go exporter's --timeout, without the exit: say loudly that nothing connected."""
-        waits = [asyncio.create_task(state.ever_connected.wait()) for state in self.targets]
         try:
-            done, _ = await asyncio.wait(
-                waits, timeout=self.config.timeout, return_when=asyncio.FIRST_COMPLETED
+            await asyncio.wait_for(self.subscriptions.any_connected.wait(), self.config.timeout)
+        except TimeoutError:
+            self._log.error(
+                "not connected to Falco yet; still retrying",
+                waited=format_duration(self.config.timeout),
+                targets=sorted(self.subscriptions.names()),
             )
-            if not done:
-                self._log.error(
-                    "not connected to Falco yet; still retrying",
-                    waited=format_duration(self.config.timeout),
-                    targets=[state.name for state in self.targets],
-                )
-        finally:
-            for wait in waits:
-                wait.cancel()

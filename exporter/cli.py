@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"falco-exporter {__version__}")
     for setting in SETTINGS:
+        repeatable = isinstance(setting.default, tuple)
         parser.add_argument(
             flag_name(setting.name),
             dest=setting.name,
+            action="append" if repeatable else "store",
             default=argparse.SUPPRESS,
             metavar=setting.metadata["metavar"],
             help=f"{setting.metadata['help']} (default: {setting.default!r})",

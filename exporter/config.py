@@ -78,6 +78,54 @@ def _listen_address(raw: object) -> str:
     return _text(raw)
 
 
+def _text_list(raw: object) -> tuple[str, ...]:
+    """A YAML list, a repeated flag, or comma-separated text (environment)."""
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    values: list[str] = []
+    for item in items:
+        values.extend(part.strip() for part in _text(item).split(",") if part.strip())
+    return tuple(values)
+
+
+def _hostnames(raw: object) -> tuple[str, ...]:
+    values = _text_list(raw)
+    for value in values:
+        split_host_port(value, default_port=1)
+    return values
+
+
+def _targets(raw: object) -> tuple[str, ...]:
+    values = _text_list(raw)
+    for value in values:
+        if not value.startswith("unix://"):
+            split_host_port(value, default_port=None)
+    return values
+
+
+def _dns_name(raw: object) -> str:
+    value = _text(raw).strip()
+    if value:
+        split_host_port(value, default_port=None)
+    return value
+
+
+def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
+    """("falco", 5060) from "falco:5060", "falco" (with a default port) or "[fd00::1]:5060"."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError(f"{text!r} has no host name")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r} needs a port (host:port)")
+        return host, default_port
+    return host, _port(port_text)
+
+
 def _choice(*choices: str) -> Parser:
     def parse(raw: object) -> str:
         value = _text(raw).strip().lower()
@@ -122,8 +170,12 @@ class Config:
         "Falco's gRPC unix socket, used when --client-hostname is empty",
         "URL",
     )
-    client_hostname: str = _setting(
-        "", _text, "Falco's gRPC host; non-empty switches to TCP with mutual TLS", "HOST"
+    client_hostname: tuple[str, ...] = _setting(
+        (),
+        _hostnames,
+        "Falco's gRPC host, or host:port; repeat for several Falcos; "
+        "non-empty switches to TCP with mutual TLS",
+        "HOST",
     )
     client_port: int = _setting(5060, _port, "Falco's gRPC TCP port", "PORT")
     client_cert: str = _setting(
@@ -134,6 +186,33 @@ class Config:
     )
     client_ca: str = _setting(
         "/etc/falco/certs/ca.crt", _text, "CA that signed Falco's server certificate", "PATH"
+    )
+    targets: tuple[str, ...] = _setting(
+        (),
+        _targets,
+        "more Falcos to subscribe to, as host:port or unix:///path; repeatable",
+        "TARGET",
+    )
+    discover_dns: str = _setting(
+        "",
+        _dns_name,
+        "NAME:PORT of a headless Service; subscribe to every address it resolves to",
+        "NAME:PORT",
+    )
+    discover_interval: float = _setting(
+        30.0, _positive_duration, "how often --discover-dns resolves the name again", "DURATION"
+    )
+    ready_when: str = _setting(
+        "any",
+        _choice("any", "all"),
+        "ready when any Falco target is connected, or only when all are",
+        "any|all",
+    )
+    certificate_check_interval: float = _setting(
+        5.0,
+        _positive_duration,
+        "how often the client certificate files are checked for changes (rotation)",
+        "DURATION",
     )
     client_tls_server_name: str = _setting(
         "",
@@ -203,8 +282,12 @@ class Config:
 
     @property
     def uses_tcp(self) -> bool:
-        """True when Falco is reached over TCP with mutual TLS instead of the unix socket."""
-        return bool(self.client_hostname)
+        """True when some Falco is reached over TCP with mutual TLS."""
+        return bool(
+            self.client_hostname
+            or self.discover_dns
+            or any(not t.startswith("unix://") for t in self.targets)
+        )
 
     def effective(self) -> dict[str, object]:
         """The settings as YAML would write them, durations in Go form."""
@@ -212,7 +295,9 @@ class Config:
         for setting in dataclasses.fields(self):
             value = getattr(self, setting.name)
             is_duration = setting.metadata["metavar"] == "DURATION"
-            values[setting.name] = format_duration(value) if is_duration else value
+            if is_duration:
+                value = format_duration(value)
+            values[setting.name] = list(value) if isinstance(value, tuple) else value
         return values
 
 
@@ -285,7 +370,7 @@ def _read_yaml(path: str) -> dict[str, object]:
 def _check(config: Config, origins: Mapping[str, str]) -> None:
     if config.uses_tcp:
         for key in ("client_cert", "client_key", "client_ca"):
-            _require_readable(getattr(config, key), origins[key], "--client-hostname")
+            _require_readable(getattr(config, key), origins[key], "TLS to Falco over TCP")
     server_files = {k: getattr(config, k) for k in ("server_ca", "server_cert", "server_key")}
     if any(server_files.values()):
         for key in ("server_cert", "server_key"):

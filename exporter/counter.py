@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from exporter.event import Event
 from exporter.exposition import escape_help, sample_prefix
@@ -55,6 +56,14 @@ def go_exporter_labels(event: Event) -> LabelKey:
 EventSink = Callable[[Event], None]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One producer's counts and the function that adds to them."""
+
+    add: EventSink
+    counts: dict[LabelKey, int]
+
+
 class EventCounter:
     """Counts events into series keyed by their label values.
 
@@ -73,16 +82,15 @@ class EventCounter:
         self._label_values = label_values
         self._prefixes: dict[LabelKey, str] = {}
         self._shards: list[dict[LabelKey, int]] = []
+        self._retired: dict[LabelKey, int] = {}
         self._lock = threading.Lock()
         self._header = (
             f"# HELP {METRIC_NAME} {escape_help(METRIC_HELP)}\n# TYPE {METRIC_NAME} counter\n"
         )
 
-    def sink(self) -> EventSink:
-        """A function that counts one event; give each producer thread its own."""
+    def shard(self) -> Shard:
+        """A shard with its own counting function; give each producer thread its own."""
         counts: dict[LabelKey, int] = {}
-        with self._lock:
-            self._shards.append(counts)
         label_values = self._label_values
         register = self._register
 
@@ -95,7 +103,17 @@ class EventCounter:
             else:
                 counts[key] = count + 1
 
-        return add
+        shard = Shard(add, counts)
+        with self._lock:
+            self._shards.append(shard.counts)
+        return shard
+
+    def retire(self, shard: Shard) -> None:
+        """Fold a shard whose producer has stopped into the totals; its counts are kept."""
+        with self._lock:
+            self._shards = [counts for counts in self._shards if counts is not shard.counts]
+            for key, count in shard.counts.items():
+                self._retired[key] = self._retired.get(key, 0) + count
 
     def _register(self, key: LabelKey) -> None:
         if key in self._prefixes:
@@ -113,9 +131,9 @@ class EventCounter:
         """Each series' count, summed over the shards."""
         with self._lock:
             shards = list(self._shards)
-        if len(shards) == 1:
+            totals = dict(self._retired)
+        if not totals and len(shards) == 1:
             return dict(shards[0])
-        totals: dict[LabelKey, int] = {}
         for shard in shards:
             for key, count in shard.copy().items():
                 totals[key] = totals.get(key, 0) + count

@@ -65,6 +65,10 @@ class _Stopped(Exception):  # noqa: N818 - control flow, not an error
     """The subscription was asked to stop while a call was open."""
 
 
+class _ReconnectRequested(Exception):  # noqa: N818 - control flow, not an error
+    """New certificate files: finish the current drain, then connect again with them."""
+
+
 class GrpcSubscription:
     """Subscribes to one Falco's outputs until cancelled; run() never raises otherwise."""
 
@@ -82,6 +86,9 @@ class GrpcSubscription:
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._log = structlog.get_logger("grpc_source").bind(target=target.name)
         self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        # Set with either of the two above, to cut a pause short.
+        self._wake = threading.Event()
         self._call: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_decode_log = 0.0
@@ -105,10 +112,28 @@ class GrpcSubscription:
             await asyncio.shield(finished)
         finally:
             self._stop.set()
+            self._wake.set()
             call = self._call
             if call is not None:
                 call.cancel()
             await asyncio.wait([finished], timeout=_THREAD_STOP_TIMEOUT)
+
+    def request_reconnect(self) -> None:
+        """Connect again (re-reading the certificate files) once the current drain ends.
+
+        Nothing in flight is lost: a `get` call is allowed to finish; a `sub` stream is
+        half-closed, which makes Falco end it after its drain.
+        """
+        self._reconnect.set()
+        self._wake.set()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, cut short by a stop or a reconnect request (raised as exceptions)."""
+        self._wake.wait(seconds)
+        if self._stop.is_set():
+            raise _Stopped
+        if self._reconnect.is_set():
+            raise _ReconnectRequested
 
     def _loop_call(self, function: Callable[..., object], *args: object) -> None:
         """Run function on the event loop's thread, if the loop still runs."""
@@ -128,6 +153,9 @@ class GrpcSubscription:
                 reason, detail, level = "stream_ended", "Falco closed the stream", "info"
             except _Stopped:
                 return
+            except _ReconnectRequested:
+                reason, level = "certificate_rotation", "info"
+                detail = "the client certificate files changed; connecting with the new ones"
             except CertificateFilesError as error:
                 reason, detail, level = "certificate_files", str(error), "error"
             except grpc.RpcError as error:
@@ -159,12 +187,13 @@ class GrpcSubscription:
         self, reason: str, detail: str, level: str, *, was_connected: bool, healthy: bool
     ) -> None:
         """Count, log one line, and wait the backoff delay (cut short by a stop)."""
-        if reason != "stream_ended":
+        rotation = reason == "certificate_rotation"
+        if reason != "stream_ended" and not rotation:
             errors = self._state.connection_errors
             errors[reason] = errors.get(reason, 0) + 1
-        if healthy:
+        if healthy or rotation:
             self._backoff.reset()
-        delay = self._backoff.next_delay()
+        delay = 0.0 if rotation else self._backoff.next_delay()
         self._state.reconnects += 1
         getattr(self._log, level)(
             "disconnected from Falco" if was_connected else "cannot connect to Falco",
@@ -173,7 +202,7 @@ class GrpcSubscription:
             detail=detail,
             next_attempt_in=format_duration(round(delay, 3)),
         )
-        self._stop.wait(delay)
+        self._wake.wait(delay)
 
     def _channel(self) -> grpc.Channel:
         options: list[tuple[str, Any]] = [
@@ -194,6 +223,11 @@ class GrpcSubscription:
         return grpc.secure_channel(self._target.address, credentials, options=options)
 
     def _connect_and_stream(self) -> None:
+        # Any attempt reads the certificate files afresh: a pending rotation is served.
+        self._reconnect.clear()
+        self._wake.clear()
+        if self._stop.is_set():
+            raise _Stopped
         with self._channel() as channel:
             self._state.falco_version = self._falco_version(channel)
             self._state.connected = True
@@ -239,24 +273,29 @@ class GrpcSubscription:
             self._call = call
             if self._stop.is_set():
                 raise _Stopped
-            if not self._read(call) and self._stop.wait(interval):
-                raise _Stopped
+            if self._read(call):
+                self._pause(0)
+            else:
+                self._pause(interval)
 
     def _subscribe(self, channel: grpc.Channel) -> None:
         """One `sub` stream, polled every interval; returns when Falco ends it."""
-        stop, interval = self._stop, self._settings.poll_interval
+        stop, reconnect, wake = self._stop, self._reconnect, self._wake
+        interval = self._settings.poll_interval
 
         def requests() -> Iterator[bytes]:
-            while not stop.is_set():
+            while not (stop.is_set() or reconnect.is_set()):
                 yield falco_api.EMPTY_REQUEST
-                stop.wait(interval)
-            # Ending the iterator half-closes; we only get here when stopping.
+                wake.wait(interval)
+            # Ending the iterator half-closes the stream, and Falco then ends it after
+            # its drain: only done to stop or to reconnect.
 
         call = channel.stream_stream(falco_api.SUB_PATH)(requests())
         self._call = call
         if self._stop.is_set():
             raise _Stopped
         self._read(call)
+        self._pause(0)
 
     def _read(self, call: Iterable[bytes]) -> int:
         """The hot path: decode, convert, count. Nothing else per event."""

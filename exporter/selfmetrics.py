@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.discovery import DiscoveryState
 from exporter.targets import TargetState
 
 PREFIX = "falco_exporter_"
@@ -27,9 +28,11 @@ class ExporterCollector(Collector):
         self,
         targets: Callable[[], Sequence[TargetState]],
         series_count: Callable[[], int],
+        discovery: DiscoveryState | None = None,
     ) -> None:
         self._targets = targets
         self._series_count = series_count
+        self._discovery = discovery
 
     def collect(self) -> Iterable[Metric]:
         """Build the families from the current state."""
@@ -40,6 +43,8 @@ class ExporterCollector(Collector):
         )
         series.add_metric([], self._series_count())
         yield series
+        if self._discovery is not None:
+            yield from self._discovery_families(self._discovery)
         build = GaugeMetricFamily(
             f"{PREFIX}build_info",
             "Always 1; labels say which falco-exporter build runs.",
@@ -47,6 +52,23 @@ class ExporterCollector(Collector):
         )
         build.add_metric([__version__, platform.python_version(), grpc.__version__], 1)
         yield build
+
+    @staticmethod
+    def _discovery_families(state: DiscoveryState) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            f"{PREFIX}dns_lookups",
+            "DNS lookups of --discover-dns, by result.",
+            labels=["name", "result"],
+        )
+        lookups.add_metric([state.name, "success"], state.lookups_ok)
+        lookups.add_metric([state.name, "failure"], state.lookups_failed)
+        addresses = GaugeMetricFamily(
+            f"{PREFIX}dns_addresses",
+            "Addresses the last successful lookup returned.",
+            labels=["name"],
+        )
+        addresses.add_metric([state.name], state.addresses)
+        yield from (lookups, addresses)
 
     @staticmethod
     def _target_families(targets: Sequence[TargetState]) -> Iterator[Metric]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from exporter.config import Config
+from exporter.config import Config, split_host_port
 
 
 class CertificateFilesError(Exception):
@@ -53,19 +53,44 @@ class Target:
     tls_server_name: str = ""
 
 
-def target_from_config(config: Config) -> Target:
-    """The Go exporter's rule: a hostname means TCP with mutual TLS, else the unix socket."""
-    if not config.uses_tcp:
-        return Target(name=config.client_socket, address=config.client_socket)
-    address = f"{config.client_hostname}:{config.client_port}"
+def client_tls(config: Config) -> ClientTlsFiles:
+    """The client certificate files every TCP target uses."""
+    return ClientTlsFiles(Path(config.client_cert), Path(config.client_key), Path(config.client_ca))
+
+
+def tcp_target(host: str, port: int, config: Config, server_name: str = "") -> Target:
+    """A Falco reached over TCP with mutual TLS; `name` is host:port ([v6]:port)."""
+    name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return Target(
-        name=address,
-        address=address,
-        tls=ClientTlsFiles(
-            Path(config.client_cert), Path(config.client_key), Path(config.client_ca)
-        ),
-        tls_server_name=config.client_tls_server_name,
+        name=name,
+        address=name,
+        tls=client_tls(config),
+        tls_server_name=config.client_tls_server_name or server_name,
     )
+
+
+def static_targets(config: Config) -> list[Target]:
+    """Every target named in the configuration, each once.
+
+    The Go exporter's rule holds: with no TCP target and no discovery, the unix socket.
+    """
+    targets: dict[str, Target] = {}
+    for entry in config.client_hostname:
+        host, port = split_host_port(entry, default_port=config.client_port)
+        target = tcp_target(host.lower(), port, config)
+        targets.setdefault(target.name, target)
+    for entry in config.targets:
+        if entry.startswith("unix://"):
+            targets.setdefault(entry, Target(name=entry, address=entry))
+        else:
+            host, port = split_host_port(entry, default_port=None)
+            target = tcp_target(host.lower(), port, config)
+            targets.setdefault(target.name, target)
+    if not targets and not config.discover_dns:
+        targets[config.client_socket] = Target(
+            name=config.client_socket, address=config.client_socket
+        )
+    return list(targets.values())
 
 
 @dataclass(eq=False)

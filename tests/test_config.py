@@ -16,7 +16,7 @@ from exporter.simulator.certs import CertPaths
 
 GO_EXPORTER_DEFAULTS = {
     "client_socket": "unix:///run/falco/falco.sock",
-    "client_hostname": "",
+    "client_hostname": (),  # the Go flag took one host; empty means the unix socket
     "client_port": 5060,
     "client_cert": "/etc/falco/certs/client.crt",
     "client_key": "/etc/falco/certs/client.key",
@@ -145,7 +145,7 @@ def test_check_config_prints_the_effective_settings(
     )
     assert status == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["client_hostname"] == "falco.falco.svc"
+    assert printed["client_hostname"] == ["falco.falco.svc"]
     assert printed["client_port"] == 5061
     assert printed["timeout"] == "1m30s"
     assert printed["log_level"] == "warning"

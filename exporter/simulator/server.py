@@ -74,6 +74,8 @@ class SimulatedFalco:
         self._streams: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.address = ""
+        # The common name of each client certificate that called the version RPC.
+        self.client_names: list[str] = []
 
     @property
     def queued(self) -> int:
@@ -174,8 +176,10 @@ class SimulatedFalco:
             self.delivered += 1
 
     async def _version_rpc(
-        self, _request: bytes, _context: grpc.aio.ServicerContext[bytes, bytes]
+        self, _request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
+        for name in context.auth_context().get("x509_common_name", []):
+            self.client_names.append(name.decode())
         return self._version
 
 

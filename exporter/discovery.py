@@ -1,0 +1,112 @@
+"""DNS discovery of Falco pods: every address behind a headless Service is a target.
+
+The name is resolved with the system resolver (getaddrinfo: /etc/hosts, then DNS,
+as everything else on the host resolves), every interval. New addresses become
+subscriptions, vanished ones are stopped. A failed lookup keeps the targets found
+last time: a DNS hiccup must never stop the counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from exporter.config import Config, split_host_port
+from exporter.durations import format_duration
+from exporter.targets import Target, tcp_target
+
+_LOOKUP_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class DiscoveryState:
+    """What discovery reports to the self-metrics."""
+
+    name: str
+    lookups_ok: int = 0
+    lookups_failed: int = 0
+    last_success_time: float = 0.0
+    addresses: int = 0
+
+
+class DnsDiscovery:
+    """Resolves NAME:PORT every interval and hands the targets to `apply`."""
+
+    def __init__(
+        self,
+        config: Config,
+        apply: Callable[[list[Target]], Awaitable[None]],
+        covered_by_static: Callable[[], Awaitable[set[str]]],
+    ) -> None:
+        self._host, self._port = split_host_port(config.discover_dns, default_port=None)
+        self._config = config
+        self._apply = apply
+        self._covered_by_static = covered_by_static
+        self.state = DiscoveryState(name=config.discover_dns)
+        self._log = structlog.get_logger("discovery").bind(dns=config.discover_dns)
+        self._known: set[str] | None = None
+
+    async def run(self) -> None:
+        """Look up, apply, sleep; forever."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._config.discover_interval)
+
+    async def refresh(self) -> None:
+        """One lookup; on failure keep the current targets and say so."""
+        try:
+            addresses = await asyncio.wait_for(resolve(self._host, self._port), _LOOKUP_TIMEOUT)
+        except (OSError, TimeoutError, UnicodeError) as error:
+            self.state.lookups_failed += 1
+            self._log.warning(
+                "DNS lookup failed; keeping the current targets",
+                error=str(error) or type(error).__name__,
+                next_lookup_in=format_duration(self._config.discover_interval),
+            )
+            return
+        self.state.lookups_ok += 1
+        self.state.last_success_time = time.time()
+        self.state.addresses = len(addresses)
+        covered = await self._covered_by_static()
+        targets = [
+            tcp_target(address, self._port, self._config, server_name=self._host)
+            for address in sorted(addresses)
+        ]
+        targets = [target for target in targets if target.name not in covered]
+        if {t.name for t in targets} != self._known:
+            self._log.info(
+                "DNS lookup changed the targets", targets=[target.name for target in targets]
+            )
+            self._known = {t.name for t in targets}
+        await self._apply(targets)
+
+
+async def resolve(host: str, port: int) -> set[str]:
+    """Every IPv4 and IPv6 address the system resolver gives for host."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return {str(info[4][0]) for info in infos}
+
+
+async def static_addresses(targets: list[Target]) -> set[str]:
+    """The host:port names static TCP targets resolve to, so discovery skips them."""
+    covered: set[str] = set()
+    for target in targets:
+        if target.tls is None:
+            continue
+        host, port = split_host_port(target.name, default_port=None)
+        try:
+            addresses = await asyncio.wait_for(resolve(host, port), _LOOKUP_TIMEOUT)
+        except (OSError, TimeoutError, UnicodeError):
+            continue
+        covered.update(
+            f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            for address in addresses
+        )
+    return covered

@@ -1,0 +1,98 @@
+"""The set of Falco targets and their subscriptions: added, removed, reconnected.
+
+Static targets come from the configuration; discovery adds and removes others. Each
+target has its own subscription, state, counter shard and log context, and is
+subscribed once however many ways it was named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+
+from exporter.counter import EventCounter, Shard
+from exporter.grpc_source import GrpcSubscription, SubscriptionSettings
+from exporter.targets import Target, TargetState
+
+
+@dataclass
+class _Running:
+    target: Target
+    state: TargetState
+    subscription: GrpcSubscription
+    shard: Shard
+    task: asyncio.Task[None]
+    discovered: bool
+
+
+class Subscriptions:
+    """Owns one running subscription per target name."""
+
+    def __init__(self, counter: EventCounter, settings: SubscriptionSettings) -> None:
+        self._counter = counter
+        self._settings = settings
+        self._running: dict[str, _Running] = {}
+        self.any_connected = asyncio.Event()
+        self._log = structlog.get_logger("targets")
+
+    def states(self) -> list[TargetState]:
+        """The state of every current target, for readiness and self-metrics."""
+        return [running.state for running in self._running.values()]
+
+    def names(self) -> set[str]:
+        """The names of every current target."""
+        return set(self._running)
+
+    def add(self, target: Target, *, discovered: bool = False) -> bool:
+        """Start subscribing to target, unless a target of that name already runs."""
+        if target.name in self._running:
+            return False
+        state = TargetState(name=target.name, ever_connected=self.any_connected)
+        shard = self._counter.shard()
+        subscription = GrpcSubscription(target, state, shard.add, self._settings)
+        task = asyncio.create_task(subscription.run(), name=f"subscription {target.name}")
+        self._running[target.name] = _Running(target, state, subscription, shard, task, discovered)
+        if discovered:
+            self._log.info("target discovered; subscribing", target=target.name)
+        return True
+
+    async def remove(self, name: str) -> None:
+        """Stop a target's subscription cleanly; what it counted stays in falco_events."""
+        running = await self._stop_one(name)
+        if running is not None:
+            self._log.info(
+                "target gone; subscription stopped",
+                target=name,
+                events_counted=running.state.events,
+            )
+
+    async def _stop_one(self, name: str) -> _Running | None:
+        running = self._running.pop(name, None)
+        if running is None:
+            return None
+        running.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.task
+        self._counter.retire(running.shard)
+        return running
+
+    async def reconcile_discovered(self, targets: list[Target]) -> None:
+        """Make the discovered targets exactly `targets` (static ones are never removed)."""
+        wanted = {target.name: target for target in targets}
+        for name, running in list(self._running.items()):
+            if running.discovered and name not in wanted:
+                await self.remove(name)
+        for target in wanted.values():
+            self.add(target, discovered=True)
+
+    def reconnect_all(self) -> None:
+        """Every subscription connects again after its current drain (new certificates)."""
+        for running in self._running.values():
+            running.subscription.request_reconnect()
+
+    async def stop(self) -> None:
+        """Stop every subscription."""
+        await asyncio.gather(*(self._stop_one(name) for name in list(self._running)))
