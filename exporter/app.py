@@ -23,6 +23,7 @@ from exporter.counter import EventCounter
 from exporter.discovery import DnsDiscovery, static_addresses
 from exporter.durations import format_duration
 from exporter.grpc_source import SubscriptionSettings
+from exporter.http_input import HttpInput
 from exporter.http_server import (
     HttpListener,
     Readiness,
@@ -32,7 +33,7 @@ from exporter.http_server import (
 )
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
-from exporter.targets import static_targets
+from exporter.targets import TargetState, static_targets
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
 SHUTDOWN_TIMEOUT = 4.0
@@ -66,11 +67,30 @@ class Exporter:
             if config.discover_dns
             else None
         )
+        self.http_input: HttpInput | None = None
+        self.input_http: HttpListener | None = None
+        if config.http_input_address:
+            self.http_input = HttpInput(
+                self.counter.shard().add,
+                TargetState(name="http_input", input="http"),
+                config.http_input_max_body,
+            )
+            input_ssl = (
+                server_ssl_context(
+                    config.http_input_cert, config.http_input_key, config.http_input_ca
+                )
+                if config.http_input_cert
+                else None
+            )
+            self.input_http = HttpListener(
+                self.http_input.app(), config.http_input_address, input_ssl
+            )
         self._registry = build_registry(
             ExporterCollector(
-                self.subscriptions.states,
+                self.input_states,
                 lambda: self.counter.series_count,
                 self.discovery.state if self.discovery else None,
+                self.http_input,
             )
         )
         ssl_context = (
@@ -92,9 +112,24 @@ class Exporter:
         text = self.counter.render() + generate_latest(self._registry).decode("utf-8")
         return text.encode("utf-8", "replace")
 
-    def readiness(self) -> Readiness:
-        """Ready while any target is connected (or all, with --ready-when all)."""
+    def input_states(self) -> list[TargetState]:
+        """Every Falco target's state, and the HTTP input's."""
         states = self.subscriptions.states()
+        if self.http_input is not None:
+            states.append(self.http_input.state)
+        return states
+
+    def readiness(self) -> Readiness:
+        """Ready while any target is connected (or all, with --ready-when all).
+
+        With only the HTTP input there is no connection to lose: ready once it listens.
+        """
+        states = self.subscriptions.states()
+        if self.http_input is not None and not self._static and self.discovery is None:
+            listening = self.input_http is not None and self.input_http.port != 0
+            return Readiness(
+                ready=listening, detail=f"HTTP input {'listening' if listening else 'starting'}\n"
+            )
         connected = sum(1 for state in states if state.connected)
         needed = len(states) if self.config.ready_when == "all" else 1
         lines = [f"{s.name} {'connected' if s.connected else 'disconnected'}" for s in states]
@@ -109,10 +144,13 @@ class Exporter:
         """Serve HTTP (live, not yet ready), then start subscribing."""
         await self.main_http.start()
         await self.probes_http.start()
+        if self.input_http is not None:
+            await self.input_http.start()
         self._log.info(
             "serving HTTP",
             metrics_port=self.main_http.port,
             probes_port=self.probes_http.port,
+            http_input_port=self.input_http.port if self.input_http else None,
             tls=self.config.server_cert != "",
         )
         for target in self._static:
@@ -143,6 +181,8 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.input_http is not None:
+            await self.input_http.stop()
         await self.subscriptions.stop()
         await self.probes_http.stop()
         await self.main_http.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,13 @@ def _positive_duration(raw: object) -> float:
     return seconds
 
 
+def _optional_listen_address(raw: object) -> str:
+    text = _text(raw).strip()
+    if text:
+        parse_listen_address(text)
+    return text
+
+
 def _listen_address(raw: object) -> str:
     parse_listen_address(_text(raw))
     return _text(raw)
@@ -124,6 +132,24 @@ def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
             raise ValueError(f"{text!r} needs a port (host:port)")
         return host, default_port
     return host, _port(port_text)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _size(raw: object) -> int:
+    """Bytes from 1048576, "1MiB", "512KiB" or "2MB"."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        number, unit = float(raw), ""
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", _text(raw))
+        if match is None or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"{raw!r} is not a size (examples: 1048576, 1MiB, 512KiB)")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 1:
+        raise ValueError("must be at least 1 byte")
+    return size
 
 
 def _choice(*choices: str) -> Parser:
@@ -234,6 +260,25 @@ class Config:
     )
     server_cert: str = _setting("", _text, "certificate to serve /metrics over TLS", "PATH")
     server_key: str = _setting("", _text, "private key to serve /metrics over TLS", "PATH")
+    http_input_address: str = _setting(
+        "",
+        _optional_listen_address,
+        "address to accept Falco's http_output POSTs on, e.g. :2801 (off when empty)",
+        "ADDR",
+    )
+    http_input_cert: str = _setting(
+        "", _text, "certificate to serve the HTTP input over TLS", "PATH"
+    )
+    http_input_key: str = _setting("", _text, "private key for the HTTP input's TLS", "PATH")
+    http_input_ca: str = _setting(
+        "",
+        _text,
+        "CA for client certificates on the HTTP input (Falco's http_output.mtls)",
+        "PATH",
+    )
+    http_input_max_body: int = _setting(
+        1024 * 1024, _size, "largest POST body accepted, after gzip decompression", "SIZE"
+    )
     timeout: float = _setting(
         120.0,
         _duration,
@@ -371,22 +416,36 @@ def _check(config: Config, origins: Mapping[str, str]) -> None:
     if config.uses_tcp:
         for key in ("client_cert", "client_key", "client_ca"):
             _require_readable(getattr(config, key), origins[key], "TLS to Falco over TCP")
-    server_files = {k: getattr(config, k) for k in ("server_ca", "server_cert", "server_key")}
-    if any(server_files.values()):
-        for key in ("server_cert", "server_key"):
-            if not server_files[key]:
-                other = next(k for k in server_files if server_files[k])
-                raise ConfigError(f"{flag_name(key)}: required when {flag_name(other)} is set")
-        for key, path in server_files.items():
-            if path:
-                _require_readable(path, origins[key], "TLS on /metrics")
-    main_port = parse_listen_address(config.listen_address)
-    probes_port = parse_listen_address(config.probes_listen_address)
-    if main_port == probes_port and main_port[1] != 0:
-        raise ConfigError(
-            f"{origins['probes_listen_address']}: same address as --listen-address "
-            f"({config.listen_address}); the probes need their own port"
-        )
+    _check_tls_files(config, origins, "server", "TLS on /metrics")
+    _check_tls_files(config, origins, "http_input", "TLS on the HTTP input")
+    seen: dict[tuple[str | None, int], str] = {}
+    for key in ("listen_address", "probes_listen_address", "http_input_address"):
+        text = getattr(config, key)
+        if not text:
+            continue
+        address = parse_listen_address(text)
+        if address in seen and address[1] != 0:
+            raise ConfigError(
+                f"{origins[key]}: same address as {flag_name(seen[address])} ({text}); "
+                "each listener needs its own port"
+            )
+        seen[address] = key
+
+
+def _check_tls_files(
+    config: Config, origins: Mapping[str, str], prefix: str, needed_for: str
+) -> None:
+    """cert and key go together (the CA is optional); every file given must be readable."""
+    files = {k: getattr(config, k) for k in (f"{prefix}_ca", f"{prefix}_cert", f"{prefix}_key")}
+    if not any(files.values()):
+        return
+    for key in (f"{prefix}_cert", f"{prefix}_key"):
+        if not files[key]:
+            other = next(k for k in files if files[k])
+            raise ConfigError(f"{flag_name(key)}: required when {flag_name(other)} is set")
+    for key, path in files.items():
+        if path:
+            _require_readable(path, origins[key], needed_for)
 
 
 def _require_readable(path: str, origin: str, needed_for: str) -> None:

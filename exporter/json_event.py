@@ -15,7 +15,14 @@ from exporter.event import MISSING_VALUE, FalcoEvent, priority_from_name
 
 
 class EventFormatError(ValueError):
-    """A JSON document that is not a Falco event; the message says why, briefly."""
+    """A JSON document that is not a Falco event; the message says why, briefly.
+
+    `reason` is a short fixed word for metric labels: not_an_event, unknown_priority.
+    """
+
+    def __init__(self, message: str, reason: str = "not_an_event") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def render_field_value(value: object) -> str:
@@ -52,7 +59,7 @@ def event_from_json(document: object) -> FalcoEvent:
     priority_text = _required_text(document, "priority")
     priority = priority_from_name(priority_text)
     if priority is None:
-        raise EventFormatError(f"unknown priority {priority_text[:40]!r}")
+        raise EventFormatError(f"unknown priority {priority_text[:40]!r}", "unknown_priority")
     return FalcoEvent(
         rule=rule,
         priority=priority,

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.discovery import DiscoveryState
+from exporter.http_input import HttpInput
 from exporter.targets import TargetState
 
 PREFIX = "falco_exporter_"
@@ -29,7 +30,9 @@ class ExporterCollector(Collector):
         targets: Callable[[], Sequence[TargetState]],
         series_count: Callable[[], int],
         discovery: DiscoveryState | None = None,
+        http_input: HttpInput | None = None,
     ) -> None:
+        self._http_input = http_input
         self._targets = targets
         self._series_count = series_count
         self._discovery = discovery
@@ -45,6 +48,15 @@ class ExporterCollector(Collector):
         yield series
         if self._discovery is not None:
             yield from self._discovery_families(self._discovery)
+        if self._http_input is not None:
+            rejected = CounterMetricFamily(
+                f"{PREFIX}http_input_rejected",
+                "Events or requests the HTTP input refused, by reason.",
+                labels=["reason"],
+            )
+            for reason, count in sorted(self._http_input.rejected.items()):
+                rejected.add_metric([reason], count)
+            yield rejected
         build = GaugeMetricFamily(
             f"{PREFIX}build_info",
             "Always 1; labels say which falco-exporter build runs.",
@@ -108,13 +120,15 @@ class ExporterCollector(Collector):
             labels=["target", "version"],
         )
         for state in targets:
-            received.add_metric([state.name, "grpc"], state.events)
+            received.add_metric([state.name, state.input], state.events)
+            last_event.add_metric([state.name], state.last_event_time)
+            if state.input != "grpc":
+                continue
             decode_errors.add_metric([state.name], state.decode_errors)
             connected.add_metric([state.name], 1 if state.connected else 0)
             reconnects.add_metric([state.name], state.reconnects)
             for reason, count in sorted(state.connection_errors.items()):
                 errors.add_metric([state.name, reason], count)
-            last_event.add_metric([state.name], state.last_event_time)
             if state.falco_version:
                 version.add_metric([state.name, state.falco_version], 1)
         yield from (received, decode_errors, connected, reconnects, errors, last_event, version)

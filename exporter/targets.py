@@ -72,7 +72,8 @@ def tcp_target(host: str, port: int, config: Config, server_name: str = "") -> T
 def static_targets(config: Config) -> list[Target]:
     """Every target named in the configuration, each once.
 
-    The Go exporter's rule holds: with no TCP target and no discovery, the unix socket.
+    The Go exporter's rule holds: with no TCP target and no discovery, the unix socket;
+    except with the HTTP input on, which then is the only source (HTTP-only mode).
     """
     targets: dict[str, Target] = {}
     for entry in config.client_hostname:
@@ -86,7 +87,7 @@ def static_targets(config: Config) -> list[Target]:
             host, port = split_host_port(entry, default_port=None)
             target = tcp_target(host.lower(), port, config)
             targets.setdefault(target.name, target)
-    if not targets and not config.discover_dns:
+    if not targets and not config.discover_dns and not config.http_input_address:
         targets[config.client_socket] = Target(
             name=config.client_socket, address=config.client_socket
         )
@@ -102,6 +103,7 @@ class TargetState:
     """
 
     name: str
+    input: str = "grpc"
     connected: bool = False
     events: int = 0
     decode_errors: int = 0

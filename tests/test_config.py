@@ -67,6 +67,12 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ({"listen_address": "9376"}, None, {}, "--listen-address"),
         ({"server_cert": "/etc/hostname"}, None, {}, "--server-key"),
         ({"probes_listen_address": ":9376"}, None, {}, "--probes-listen-address"),
+        ({"http_input_address": ":9376"}, None, {}, "--http-input-address"),
+        ({"http_input_max_body": "lots"}, None, {}, "--http-input-max-body"),
+        ({"http_input_cert": "/etc/hostname"}, None, {}, "--http-input-key"),
+        ({"targets": ["falco"]}, None, {}, "--targets"),
+        ({"discover_dns": "falco-grpc.falco.svc"}, None, {}, "--discover-dns"),
+        ({"ready_when": "most"}, None, {}, "--ready-when"),
         (
             {"client_hostname": "falco", "client_cert": "/nonexistent.crt"},
             None,

@@ -112,3 +112,22 @@ async def test_demo_shows_the_walkthrough_pod_on_metrics() -> None:
         demo.process.send_signal(signal.SIGINT)
         async with asyncio.timeout(5):
             assert await demo.process.wait() == 0
+
+
+async def test_demo_over_http_output() -> None:
+    """`falco-exporter demo --http`: the same walkthrough, delivered as Falco 0.44+ posts."""
+    async with running(
+        "demo", "--http", *LOCAL_PORTS, "--http-input-address", "127.0.0.1:0", "--rate", "50"
+    ) as demo:
+        serving = await demo.wait_for_log("serving HTTP")
+        port = serving["metrics_port"]
+
+        async def pod_seen() -> bool:
+            return any(dict(key)["k8s_pod_name"].startswith("nginx-") for key in await scrape(port))
+
+        await eventually(pod_seen, message="the nginx pod's series")
+        received = await scrape(port, "falco_exporter_events_received")
+        assert [dict(key)["input"] for key in received] == ["http"]
+        demo.process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(5):
+            assert await demo.process.wait() == 0

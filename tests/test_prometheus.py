@@ -20,6 +20,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.simulator.events import response_from_json
+from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
 from tests.support import eventually, fetch, sample_documents, total_events
 
@@ -187,3 +188,28 @@ async def test_promtool_finds_nothing_but_the_go_name(
     output, _ = await asyncio.wait_for(promtool.communicate(body.encode()), 60)
     problems = output.decode().strip().splitlines()
     assert problems == ['falco_events counter metrics should have "_total" suffix']
+
+
+async def test_prometheus_sees_events_that_arrived_by_http(
+    make_exporter: Any, prometheus_for: Any
+) -> None:
+    """Falco 0.44+: alerts POSTed to the HTTP input are queryable in Prometheus the same way."""
+    documents = sample_documents()
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    assert exporter.input_http is not None
+    url = f"http://127.0.0.1:{exporter.input_http.port}/"
+    assert await post_events(url, documents, rate=0, loop=False) == len(documents)
+    prometheus = await prometheus_for(exporter)
+    expected = sum(
+        1
+        for d in documents
+        if (d.get("output_fields") or {}).get("k8s.pod.name") == WALKTHROUGH_POD
+    )
+
+    async def queried() -> bool:
+        result = await prometheus.api(
+            "/api/v1/query", query=f'sum(falco_events{{k8s_pod_name="{WALKTHROUGH_POD}"}})'
+        )
+        return [float(s["value"][1]) for s in result["result"]] == [expected]
+
+    await eventually(queried, timeout=60, interval=0.2, message="the walkthrough pod's events")

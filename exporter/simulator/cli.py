@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -15,7 +16,8 @@ from exporter.config import ConfigError, load_config
 from exporter.logs import configure_logging
 from exporter.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths, write_cert_set
-from exporter.simulator.events import bundled_events_path, load_responses
+from exporter.simulator.events import bundled_events_path, load_documents, load_responses
+from exporter.simulator.http_output import post_events
 from exporter.simulator.server import ServerTls, SimulatedFalco, replay
 
 
@@ -63,10 +65,58 @@ def _simulate(args: Sequence[str]) -> int:
     )
     parser.add_argument("--falco-version", default="0.43.0", help="version the RPC reports")
     parser.add_argument("--hostname", default=None, help="hostname to put in every event")
+    parser.add_argument(
+        "--http-output",
+        metavar="URL",
+        default=None,
+        help="instead of serving gRPC, POST each event to URL as Falco 0.44+'s http_output does",
+    )
+    parser.add_argument("--http-gzip", action="store_true", help="gzip the POST bodies")
+    parser.add_argument("--http-client-cert", type=Path, help="client certificate for mTLS")
+    parser.add_argument("--http-client-key", type=Path, help="its private key")
+    parser.add_argument("--http-ca", type=Path, help="CA that signed the exporter's certificate")
     _events_argument(parser, default_rate=1.0)
     options = parser.parse_args(args)
     configure_logging()
+    if options.http_output:
+        return asyncio.run(_run_http_output(options))
     return asyncio.run(_run_simulator(options))
+
+
+async def _run_http_output(options: argparse.Namespace) -> int:
+    log = structlog.get_logger("simulator")
+    documents = load_documents(options.events or bundled_events_path())
+    context = None
+    if options.http_ca or options.http_client_cert:
+        context = ssl.create_default_context(
+            cafile=str(options.http_ca) if options.http_ca else None
+        )
+        if options.http_client_cert:
+            context.load_cert_chain(options.http_client_cert, options.http_client_key)
+    log.info(
+        "posting events like Falco's http_output",
+        url=options.http_output,
+        events=len(documents),
+        rate=options.rate,
+    )
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        poster = asyncio.create_task(
+            post_events(
+                options.http_output,
+                documents,
+                rate=options.rate,
+                loop=not options.once,
+                ssl_context=context,
+                compress=options.http_gzip,
+            )
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({poster, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        poster.cancel()
+        stopping.cancel()
+    log.info("simulated Falco stopped")
+    return 0
 
 
 def _certs(directory: Path) -> CertPaths:
@@ -122,6 +172,17 @@ def _demo(args: Sequence[str]) -> int:
     )
     parser.add_argument("--listen-address", default=":9376", help="(default: :9376)")
     parser.add_argument("--probes-listen-address", default=":19376", help="(default: :19376)")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="deliver the events as Falco 0.44+ does: JSON POSTs to the "
+        "exporter's HTTP input, instead of gRPC",
+    )
+    parser.add_argument(
+        "--http-input-address",
+        default="127.0.0.1:2801",
+        help="the exporter's HTTP input with --http (default: 127.0.0.1:2801)",
+    )
     _events_argument(parser, default_rate=2.0)
     options = parser.parse_args(args)
     configure_logging()
@@ -132,43 +193,66 @@ async def _run_demo(options: argparse.Namespace) -> int:
     from exporter.app import Exporter  # noqa: PLC0415
 
     log = structlog.get_logger("demo")
-    messages = load_responses(options.events or bundled_events_path())
+    ports = {
+        "listen_address": options.listen_address,
+        "probes_listen_address": options.probes_listen_address,
+    }
     with tempfile.TemporaryDirectory(prefix="falco-exporter-demo-") as tmp:
-        falco, paths = await _start_simulator("127.0.0.1:0", Path(tmp), "0.43.0", None)
-        assert paths is not None
-        port = falco.address.rsplit(":", 1)[1]
+        falco: SimulatedFalco | None = None
+        if options.http:
+            flags = {**ports, "http_input_address": options.http_input_address}
+        else:
+            falco, paths = await _start_simulator("127.0.0.1:0", Path(tmp), "0.43.0", None)
+            assert paths is not None
+            flags = {
+                **ports,
+                "client_hostname": "localhost",
+                "client_port": falco.address.rsplit(":", 1)[1],
+                "client_cert": str(paths.client_cert),
+                "client_key": str(paths.client_key),
+                "client_ca": str(paths.ca),
+            }
         try:
-            config = load_config(
-                {
-                    "client_hostname": "localhost",
-                    "client_port": port,
-                    "client_cert": str(paths.client_cert),
-                    "client_key": str(paths.client_key),
-                    "client_ca": str(paths.ca),
-                    "listen_address": options.listen_address,
-                    "probes_listen_address": options.probes_listen_address,
-                },
-                environ={},
-            )
+            config = load_config(flags, environ={})
         except ConfigError as error:
             print(f"falco-exporter demo: {error}", file=sys.stderr)
-            await falco.stop()
+            if falco is not None:
+                await falco.stop()
             return 2
         exporter = Exporter(config)
         stop = asyncio.Event()
         with stop_on_signals(stop):
-            feeder = asyncio.create_task(
-                replay(falco, messages, rate=options.rate, loop=not options.once)
-            )
             await exporter.start()
+            feeder: asyncio.Task[object]
+            if falco is not None:
+                feeder = asyncio.create_task(
+                    replay(
+                        falco,
+                        load_responses(options.events or bundled_events_path()),
+                        rate=options.rate,
+                        loop=not options.once,
+                    )
+                )
+                path = f"simulated Falco {falco.address} -> mutual TLS gRPC"
+            else:
+                assert exporter.input_http is not None
+                url = f"http://127.0.0.1:{exporter.input_http.port}/"
+                feeder = asyncio.create_task(
+                    post_events(
+                        url,
+                        load_documents(options.events or bundled_events_path()),
+                        rate=options.rate,
+                        loop=not options.once,
+                    )
+                )
+                path = f"simulated Falco -> JSON POSTs to {url}"
             log.info(
-                "demo running: simulated Falco -> mutual TLS gRPC -> falco-exporter; "
-                "Ctrl-C stops both",
-                falco=falco.address,
+                f"demo running: {path} -> falco-exporter; Ctrl-C stops both",
                 metrics=f"http://localhost:{exporter.main_http.port}/metrics",
             )
             await exporter.run_until(stop)
             feeder.cancel()
-            await falco.stop()
-    log.info("demo stopped", events_delivered=falco.delivered)
+            if falco is not None:
+                await falco.stop()
+    log.info("demo stopped")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from exporter.falcopb import outputs_pb2
 from exporter.json_event import event_from_json
@@ -39,15 +40,22 @@ def response_from_json(document: object) -> outputs_pb2.response:
     return message
 
 
-def load_responses(path: Path) -> list[outputs_pb2.response]:
-    """Read a JSONL file of Falco events; a bad line is an error naming its number."""
-    responses = []
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL file of Falco events; a line that is no event is an error naming it."""
+    documents = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                responses.append(response_from_json(json.loads(line)))
+                document = json.loads(line)
+                event_from_json(document)
             except ValueError as error:
                 raise ValueError(f"{path}:{number}: {error}") from error
-    return responses
+            documents.append(document)
+    return documents
+
+
+def load_responses(path: Path) -> list[outputs_pb2.response]:
+    """The gRPC responses Falco would send for the events of a JSONL file."""
+    return [response_from_json(document) for document in load_documents(path)]

@@ -1,0 +1,233 @@
+"""Falco 0.44+'s http_output: JSON POSTs counted exactly as the same alerts over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+import pytest
+
+from exporter.app import Exporter
+from exporter.simulator.certs import CertPaths
+from exporter.simulator.events import response_from_json
+from exporter.simulator.http_output import post_events
+from exporter.simulator.server import SimulatedFalco
+from tests.conftest import MakeExporter
+from tests.support import eventually, fetch, labels, sample_documents, scrape, total_events
+
+EVENT: dict[str, Any] = {
+    "hostname": "worker-1",
+    "output": "A shell was spawned",
+    "priority": "Notice",
+    "rule": "Terminal shell in container",
+    "source": "syscall",
+    "tags": ["container", "shell"],
+    "time": "2026-11-27T10:15:02.123456789Z",
+    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1", "proc.tty": 34816},
+}
+
+
+@pytest.fixture
+async def http_exporter(make_exporter: MakeExporter) -> Exporter:
+    """An exporter in HTTP-only mode on a free loopback port."""
+    return await make_exporter(http_input_address="127.0.0.1:0")
+
+
+def input_url(exporter: Exporter, path: str = "/") -> str:
+    """Where Falco's http_output.url would point."""
+    assert exporter.input_http is not None
+    return f"http://127.0.0.1:{exporter.input_http.port}{path}"
+
+
+async def post(url: str, body: bytes | str, **kwargs: Any) -> tuple[int, str]:
+    """POST a body; (status, text)."""
+    data = io.BytesIO(body.encode() if isinstance(body, str) else body)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, **kwargs) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_same_alert_by_grpc_and_by_http_gives_identical_series(
+    falco: SimulatedFalco, exporter_for: Any, http_exporter: Exporter
+) -> None:
+    """Every sample event: the series from http_output equal those from gRPC, label by label."""
+    documents = sample_documents()
+    by_grpc = await exporter_for(falco)
+    falco.publish(response_from_json(document) for document in documents)
+    posted = await post_events(input_url(http_exporter), documents, rate=0, loop=False)
+    assert posted == len(documents)
+
+    async def grpc_counted() -> bool:
+        return await total_events(by_grpc.main_http.port) == len(documents)
+
+    await eventually(grpc_counted, message="every sample counted over gRPC")
+    grpc_series = await scrape(by_grpc.main_http.port)
+    http_series = await scrape(http_exporter.main_http.port)
+    assert sum(http_series.values()) == len(documents)
+    for key in grpc_series:
+        assert http_series.get(key) == grpc_series[key], dict(key)
+    assert http_series == grpc_series
+
+
+async def test_bad_bodies_get_their_status_and_lose_nothing_else(
+    http_exporter: Exporter,
+) -> None:
+    """Each kind of bad request gets its status and reason; good events around it count."""
+    url = input_url(http_exporter)
+    good = json.dumps(EVENT)
+    assert (await post(url, good))[0] == 200
+    cases: list[tuple[bytes | str, int, str]] = [
+        (b"this is not json", 400, "not JSON"),
+        (json.dumps({**EVENT, "rule": None}), 400, "missing 'rule'"),
+        (
+            json.dumps({k: v for k, v in EVENT.items() if k != "priority"}),
+            400,
+            "missing 'priority'",
+        ),
+        (json.dumps({**EVENT, "priority": "Severe"}), 400, "unknown priority 'Severe'"),
+        (json.dumps([1, 2]), 400, "not a JSON object"),
+        (b"", 400, "empty body"),
+        (json.dumps({**EVENT, "output": "x" * 2_000_000}), 413, "body larger than"),
+    ]
+    for body, status, reason in cases:
+        got_status, text = await post(url, body)
+        assert (got_status, reason in text) == (status, True), (body[:40], text)
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "POST"
+    assert (await post(input_url(http_exporter, "/events"), good))[0] == 200
+
+    port = http_exporter.main_http.port
+    assert await total_events(port) == 2
+    rejected = await scrape(port, "falco_exporter_http_input_rejected")
+    assert rejected == {
+        labels(reason="not_json"): 1.0,
+        labels(reason="not_an_event"): 4.0,
+        labels(reason="unknown_priority"): 1.0,
+        labels(reason="empty"): 1.0,
+        labels(reason="too_large"): 1.0,
+        labels(reason="method"): 1.0,
+    }
+
+
+async def test_batch_with_one_bad_line_counts_the_good_ones(http_exporter: Exporter) -> None:
+    """Newline-delimited JSON: good lines count, the bad line is reported by number."""
+    lines = [json.dumps(EVENT), "{broken", json.dumps(EVENT), json.dumps(EVENT)]
+    status, text = await post(input_url(http_exporter), "\n".join(lines) + "\n")
+    assert status == 400
+    answer = json.loads(text)
+    assert answer["accepted"] == 3
+    assert [entry["line"] for entry in answer["rejected"]] == [2]
+    assert await total_events(http_exporter.main_http.port) == 3
+
+
+async def test_gzip_and_typed_fields_as_falco_sends_them(http_exporter: Exporter) -> None:
+    """Compressed bodies, priority names in any case, `Info`, null and number fields."""
+    documents = [
+        {**EVENT, "priority": "Info"},
+        {**EVENT, "priority": "INFORMATIONAL"},
+        {
+            **EVENT,
+            "priority": "warning",
+            "output_fields": {"k8s.ns.name": None, "k8s.pod.name": 42},
+        },
+        {"rule": "Minimal", "priority": "Debug"},  # every optional key missing
+    ]
+    body = gzip.compress("\n".join(json.dumps(d) for d in documents).encode())
+    status, _ = await post(input_url(http_exporter), body, headers={"Content-Encoding": "gzip"})
+    assert status == 200
+    series = await scrape(http_exporter.main_http.port)
+    common = {
+        "rule": "Terminal shell in container",
+        "hostname": "worker-1",
+        "source": "syscall",
+        "tags": ",container,shell,",
+    }
+    assert series == {
+        labels(**common, priority="6", k8s_ns_name="default", k8s_pod_name="web-1"): 2.0,
+        labels(**common, priority="4", k8s_ns_name="<NA>", k8s_pod_name="42"): 1.0,
+        labels(
+            rule="Minimal",
+            priority="7",
+            hostname="",
+            source="",
+            tags=",,",
+            k8s_ns_name="",
+            k8s_pod_name="",
+        ): 1.0,
+    }
+
+
+async def test_invalid_utf8_in_a_post_is_repaired_not_dropped(http_exporter: Exporter) -> None:
+    """Invalid UTF-8 in a field becomes U+FFFD; the event still counts, /metrics stays valid."""
+    body = json.dumps({**EVENT, "output_fields": {"k8s.pod.name": "pod-XX"}}).encode()
+    status, _ = await post(input_url(http_exporter), body.replace(b"XX", b"\xff\xfe"))
+    assert status == 200
+    [key] = await scrape(http_exporter.main_http.port)
+    assert dict(key)["k8s_pod_name"] == "pod-\ufffd\ufffd"
+
+
+async def test_ten_thousand_posts_over_keep_alive_are_counted_exactly(
+    http_exporter: Exporter,
+) -> None:
+    """Eight concurrent senders, one keep-alive connection each, 10,000 posts: 10,000 counted."""
+    url = input_url(http_exporter)
+    body = json.dumps(EVENT)
+
+    async def sender(posts: int) -> int:
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            ok = 0
+            for _ in range(posts):
+                async with session.post(url, data=body) as response:
+                    ok += response.status == 200
+            return ok
+
+    results = await asyncio.gather(*(sender(1250) for _ in range(8)))
+    assert sum(results) == 10_000
+    assert await total_events(http_exporter.main_http.port) == 10_000
+    received = await scrape(http_exporter.main_http.port, "falco_exporter_events_received")
+    assert received == {labels(target="http_input", input="http"): 10_000.0}
+
+
+async def test_http_only_mode_is_ready_once_listening(http_exporter: Exporter) -> None:
+    """No connection to lose: ready as soon as the input listens, with no gRPC target."""
+    status, body, _ = await fetch(f"http://127.0.0.1:{http_exporter.probes_http.port}/readiness")
+    assert status == 200
+    assert "HTTP input listening" in body
+    assert http_exporter.subscriptions.names() == set()
+
+
+async def test_mutual_tls_on_the_input_rejects_clients_without_a_valid_certificate(
+    certs: CertPaths, make_exporter: MakeExporter, tmp_path: Any
+) -> None:
+    """With a CA set, only senders presenting a certificate it signed are served."""
+    from exporter.simulator.certs import write_cert_set
+
+    exporter = await make_exporter(
+        http_input_address="127.0.0.1:0",
+        http_input_cert=str(certs.server_cert),
+        http_input_key=str(certs.server_key),
+        http_input_ca=str(certs.ca),
+    )
+    assert exporter.input_http is not None
+    url = f"https://localhost:{exporter.input_http.port}/"
+    falco_side = ssl.create_default_context(cafile=str(certs.ca))
+    falco_side.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+    assert (await post(url, json.dumps(EVENT), ssl=falco_side))[0] == 200
+
+    no_certificate = ssl.create_default_context(cafile=str(certs.ca))
+    other = write_cert_set(tmp_path / "other")
+    foreign = ssl.create_default_context(cafile=str(certs.ca))
+    foreign.load_cert_chain(str(other.client_cert), str(other.client_key))
+    for context in (no_certificate, foreign):
+        with pytest.raises(aiohttp.ClientError):
+            await post(url, json.dumps(EVENT), ssl=context)
+    assert await total_events(exporter.main_http.port) == 1
