@@ -289,12 +289,22 @@ def render_figures(sizes: list[int]) -> list[tuple[int, float, int]]:
 
 
 async def memory(certs: Path, events: int) -> list[tuple[str, float]]:
-    """Exporter RSS: at start, after `events` events, and after `events` distinct pods."""
+    """Exporter RSS: at start, after `events` events, and under pod churn with each setting."""
+    runs = [
+        ("the same 13 series", "publish", ()),
+        ("a new pod per event, no limit (--max-series 0)", "churn", ("--max-series", "0")),
+        ("a new pod per event, --max-series 10000 (the default)", "churn", ()),
+        (
+            "a new pod per event, --series-ttl 5s, no limit",
+            "churn",
+            ("--max-series", "0", "--series-ttl", "5s"),
+        ),
+    ]
     rows = []
     async with aiohttp.ClientSession() as session:
-        for label, command in (("same 13 series", "publish"), ("a new pod per event", "churn")):
-            async with falco_server(certs) as server, exporter(server, certs) as running:
-                if label == "same 13 series":
+        for label, command, flags in runs:
+            async with falco_server(certs) as server, exporter(server, certs, *flags) as running:
+                if command == "publish":
                     rows.append(("at start, connected", rss_mib(running.process.pid)))
                 for _ in range(events // 100_000):
                     await server.command(f"{command} 100000")

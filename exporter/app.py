@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from exporter.http_server import (
     build_probes_app,
     server_ssl_context,
 )
+from exporter.labels import build_label_set
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
 from exporter.targets import TargetState, static_targets
@@ -42,10 +44,18 @@ SHUTDOWN_TIMEOUT = 4.0
 class Exporter:
     """One running exporter, built from a validated Config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` drives the series TTL; tests pass one they control."""
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.config = config
-        self.counter = EventCounter()
+        self.counter = EventCounter(
+            build_label_set(
+                config.drop_labels, dict(config.extra_labels), config.priority_name_label
+            ),
+            max_series=config.max_series,
+            series_ttl=config.series_ttl,
+            clock=clock,
+        )
         self.subscriptions = Subscriptions(
             self.counter,
             SubscriptionSettings(
@@ -88,7 +98,7 @@ class Exporter:
         self._registry = build_registry(
             ExporterCollector(
                 self.input_states,
-                lambda: self.counter.series_count,
+                self.counter,
                 self.discovery.state if self.discovery else None,
                 self.http_input,
             )
@@ -169,6 +179,8 @@ class Exporter:
             )
         if self.config.timeout > 0:
             self._spawn(self._warn_if_never_connected())
+        if self.config.series_ttl > 0:
+            self._spawn(self._expire_idle_series())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(work))
@@ -200,6 +212,13 @@ class Exporter:
             await asyncio.wait_for(self.stop(), SHUTDOWN_TIMEOUT)
         except TimeoutError:
             self._log.warning("shutdown took too long; exiting anyway")
+
+    async def _expire_idle_series(self) -> None:
+        """Scrapes expire idle series too; this keeps memory bounded when nobody scrapes."""
+        interval = min(max(self.config.series_ttl / 2, 1.0), 60.0)
+        while True:
+            await asyncio.sleep(interval)
+            self.counter.expire_idle()
 
     async def _warn_if_never_connected(self) -> None:
         """The Go exporter's --timeout, without the exit: say loudly that nothing connected."""

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from exporter.durations import format_duration, parse_duration
+from exporter.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
 
 ENV_PREFIX = "FALCO_EXPORTER_"
 
@@ -152,6 +153,38 @@ def _size(raw: object) -> int:
     return size
 
 
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).strip().lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off"}:
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
+
+
+def _count(raw: object) -> int:
+    number = _integer(raw)
+    if number < 0:
+        raise ValueError("cannot be negative")
+    return number
+
+
+def _label_map(raw: object) -> tuple[tuple[str, str], ...]:
+    """A YAML mapping, or name=field pairs (repeated flag, or commas in the environment)."""
+    if isinstance(raw, dict):
+        pairs = [(str(name), _text(value)) for name, value in raw.items()]
+    else:
+        pairs = []
+        for item in _text_list(raw):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise ValueError(f"{item!r} is not label_name=output.field")
+            pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def _choice(*choices: str) -> Parser:
     def parse(raw: object) -> str:
         value = _text(raw).strip().lower()
@@ -279,6 +312,34 @@ class Config:
     http_input_max_body: int = _setting(
         1024 * 1024, _size, "largest POST body accepted, after gzip decompression", "SIZE"
     )
+    drop_labels: tuple[str, ...] = _setting(
+        (),
+        _text_list,
+        "default labels to leave out of falco_events, e.g. k8s_pod_name",
+        "LABEL",
+    )
+    extra_labels: tuple[tuple[str, str], ...] = _setting(
+        (),
+        _label_map,
+        "more labels from output fields, as label_name=output.field (YAML: a mapping); repeatable",
+        "NAME=FIELD",
+    )
+    priority_name_label: bool = _setting(
+        False, _boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
+    )
+    max_series: int = _setting(
+        10_000,
+        _count,
+        "most falco_events series; past it new series are folded into overflow series "
+        "(0: no limit)",
+        "N",
+    )
+    series_ttl: float = _setting(
+        0.0,
+        _duration,
+        "remove a series that has not grown for this long (0: never)",
+        "DURATION",
+    )
     timeout: float = _setting(
         120.0,
         _duration,
@@ -342,6 +403,8 @@ class Config:
             is_duration = setting.metadata["metavar"] == "DURATION"
             if is_duration:
                 value = format_duration(value)
+            if setting.name == "extra_labels":
+                value = dict(value)
             values[setting.name] = list(value) if isinstance(value, tuple) else value
         return values
 
@@ -416,6 +479,7 @@ def _check(config: Config, origins: Mapping[str, str]) -> None:
     if config.uses_tcp:
         for key in ("client_cert", "client_key", "client_ca"):
             _require_readable(getattr(config, key), origins[key], "TLS to Falco over TCP")
+    _check_labels(config, origins)
     _check_tls_files(config, origins, "server", "TLS on /metrics")
     _check_tls_files(config, origins, "http_input", "TLS on the HTTP input")
     seen: dict[tuple[str | None, int], str] = {}
@@ -430,6 +494,25 @@ def _check(config: Config, origins: Mapping[str, str]) -> None:
                 "each listener needs its own port"
             )
         seen[address] = key
+
+
+def _check_labels(config: Config, origins: Mapping[str, str]) -> None:
+    for name in config.drop_labels:
+        if name not in DEFAULT_LABELS:
+            raise ConfigError(
+                f"{origins['drop_labels']}: {name!r} is not a default label "
+                f"({', '.join(DEFAULT_LABELS)})"
+            )
+    taken = [name for name in DEFAULT_LABELS if name not in config.drop_labels]
+    if config.priority_name_label:
+        taken.append(PRIORITY_NAME_LABEL)
+    for name, output_field in config.extra_labels:
+        problem = label_name_problem(name, taken)
+        if problem:
+            raise ConfigError(f"{origins['extra_labels']}: {problem}")
+        if not output_field:
+            raise ConfigError(f"{origins['extra_labels']}: {name!r} names no output field")
+        taken.append(name)
 
 
 def _check_tls_files(

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.counter import EventCounter
 from exporter.discovery import DiscoveryState
 from exporter.http_input import HttpInput
 from exporter.targets import TargetState
@@ -28,13 +29,13 @@ class ExporterCollector(Collector):
     def __init__(
         self,
         targets: Callable[[], Sequence[TargetState]],
-        series_count: Callable[[], int],
+        counter: EventCounter,
         discovery: DiscoveryState | None = None,
         http_input: HttpInput | None = None,
     ) -> None:
         self._http_input = http_input
         self._targets = targets
-        self._series_count = series_count
+        self._counter = counter
         self._discovery = discovery
 
     def collect(self) -> Iterable[Metric]:
@@ -44,8 +45,23 @@ class ExporterCollector(Collector):
         series = GaugeMetricFamily(
             f"{PREFIX}falco_events_series", "Current number of falco_events series."
         )
-        series.add_metric([], self._series_count())
+        series.add_metric([], self._counter.series_count)
         yield series
+        stats = self._counter.stats
+        limit = GaugeMetricFamily(
+            f"{PREFIX}series_limit", "The --max-series setting (0: no limit)."
+        )
+        limit.add_metric([], stats.limit)
+        evicted = CounterMetricFamily(
+            f"{PREFIX}series_evicted", "falco_events series removed after --series-ttl idle."
+        )
+        evicted.add_metric([], stats.evicted)
+        folded = CounterMetricFamily(
+            f"{PREFIX}events_folded",
+            "Events counted in an overflow series because --max-series was reached.",
+        )
+        folded.add_metric([], stats.folded)
+        yield from (limit, evicted, folded)
         if self._discovery is not None:
             yield from self._discovery_families(self._discovery)
         if self._http_input is not None:

@@ -84,7 +84,7 @@ async def make_exporter(logs: LogLines) -> AsyncIterator[MakeExporter]:
     """Start exporters on free loopback ports from flags; all are stopped afterwards."""
     started: list[Exporter] = []
 
-    async def make(**flags: object) -> Exporter:
+    async def make(clock: Callable[[], float] | None = None, **flags: object) -> Exporter:
         values: dict[str, object] = {
             "listen_address": "127.0.0.1:0",
             "probes_listen_address": "127.0.0.1:0",
@@ -92,7 +92,8 @@ async def make_exporter(logs: LogLines) -> AsyncIterator[MakeExporter]:
             "reconnect_backoff_max": "200ms",
             **flags,
         }
-        exporter = Exporter(load_config(values, environ={}))
+        config = load_config(values, environ={})
+        exporter = Exporter(config, clock) if clock else Exporter(config)
         await exporter.start()
         started.append(exporter)
         return exporter

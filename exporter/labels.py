@@ -1,0 +1,118 @@
+"""The label set of `falco_events`: fixed once at start-up, then one function per event.
+
+The default is exactly the Go exporter's. Users may drop labels, add `priority_name`,
+and add labels from output fields. Since the set is fixed before the first event,
+no event can produce a series with another set of labels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from exporter.event import Event, priority_name
+
+# The Go exporter's labels, in the order of the key tuple.
+DEFAULT_LABELS: tuple[str, ...] = (
+    "rule",
+    "priority",
+    "hostname",
+    "source",
+    "tags",
+    "k8s_ns_name",
+    "k8s_pod_name",
+)
+PRIORITY_NAME_LABEL = "priority_name"
+# Labels whose values are unbounded (one per pod, namespace or field value): the series
+# limit folds them into OVERFLOW_VALUE. Extra labels from output fields are too.
+HIGH_CARDINALITY = frozenset({"k8s_ns_name", "k8s_pod_name"})
+OVERFLOW_VALUE = "__overflow__"
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+LabelKey = tuple[str, ...]
+LabelValues = Callable[[Event], LabelKey]
+
+_PRIORITY_TEXT = {number: str(number) for number in range(8)}
+
+
+def go_exporter_labels(event: Event) -> LabelKey:
+    """The Go exporter's label values, in DEFAULT_LABELS order: the default hot path."""
+    fields = event.output_fields
+    priority = event.priority
+    return (
+        event.rule,
+        _PRIORITY_TEXT.get(priority) or str(priority),
+        event.hostname,
+        event.source,
+        f",{','.join(event.tags)},",
+        fields.get("k8s.ns.name", ""),
+        fields.get("k8s.pod.name", ""),
+    )
+
+
+_BUILTIN: dict[str, Callable[[Event], str]] = {
+    "rule": lambda e: e.rule,
+    "priority": lambda e: _PRIORITY_TEXT.get(e.priority) or str(e.priority),
+    "hostname": lambda e: e.hostname,
+    "source": lambda e: e.source,
+    "tags": lambda e: f",{','.join(e.tags)},",
+    "k8s_ns_name": lambda e: e.output_fields.get("k8s.ns.name", ""),
+    "k8s_pod_name": lambda e: e.output_fields.get("k8s.pod.name", ""),
+    PRIORITY_NAME_LABEL: lambda e: priority_name(e.priority),
+}
+
+
+def label_name_problem(name: str, taken: Sequence[str]) -> str | None:
+    """Why `name` cannot be a label of falco_events, or None when it can."""
+    if not LABEL_NAME.fullmatch(name):
+        return f"{name!r} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+    if name.startswith("__"):
+        return f"{name!r} starts with '__', which Prometheus reserves"
+    if name in taken:
+        return f"{name!r} is already a label of falco_events"
+    return None
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Names in key order, the function giving an event's values, and what overflow folds."""
+
+    names: tuple[str, ...]
+    values: LabelValues
+    folded: tuple[bool, ...]
+
+    def overflow_key(self, key: LabelKey) -> LabelKey:
+        """The key with every high-cardinality value replaced by OVERFLOW_VALUE."""
+        return tuple(
+            OVERFLOW_VALUE if fold else value for value, fold in zip(key, self.folded, strict=True)
+        )
+
+
+def build_label_set(
+    drop: Sequence[str] = (),
+    extra: Mapping[str, str] | None = None,
+    with_priority_name: bool = False,
+) -> LabelSet:
+    """The label set from the configuration (already validated by config)."""
+    extra = dict(extra or {})
+    names = [name for name in DEFAULT_LABELS if name not in drop]
+    if with_priority_name:
+        names.append(PRIORITY_NAME_LABEL)
+    names.extend(extra)
+    folded = tuple(name in HIGH_CARDINALITY or name in extra for name in names)
+    if names == list(DEFAULT_LABELS):
+        return LabelSet(DEFAULT_LABELS, go_exporter_labels, folded)
+    getters = [_BUILTIN[name] if name in _BUILTIN else _field_getter(extra[name]) for name in names]
+
+    def values(event: Event) -> LabelKey:
+        return tuple([getter(event) for getter in getters])
+
+    return LabelSet(tuple(names), values, folded)
+
+
+def _field_getter(field: str) -> Callable[[Event], str]:
+    def get(event: Event) -> str:
+        return event.output_fields.get(field, "")
+
+    return get
