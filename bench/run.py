@@ -116,6 +116,15 @@ class Exporter:
             if line.startswith("falco_events{")
         )
 
+    async def received(self, session: aiohttp.ClientSession) -> int:
+        """sum(falco_exporter_events_received_total): unaffected by the series TTL."""
+        body = await self.body(session)
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in body.splitlines()
+            if line.startswith("falco_exporter_events_received_total{")
+        )
+
     async def body(self, session: aiohttp.ClientSession) -> str:
         """The whole /metrics text."""
         async with session.get(f"http://127.0.0.1:{self.port}/metrics") as response:
@@ -308,7 +317,7 @@ async def memory(certs: Path, events: int) -> list[tuple[str, float]]:
                     rows.append(("at start, connected", rss_mib(running.process.pid)))
                 for _ in range(events // 100_000):
                     await server.command(f"{command} 100000")
-                while await running.total(session) < events:
+                while await running.received(session) < events:
                     await asyncio.sleep(0.5)
                 rows.append((f"after {events:,} events, {label}", rss_mib(running.process.pid)))
     return rows
