@@ -17,7 +17,7 @@ import yaml
 from exporter import __version__
 from exporter.config import SETTINGS, Config, ConfigError, flag_name, load_config
 
-_SUBCOMMANDS = ("simulate", "demo")
+_SUBCOMMANDS = ("simulate", "demo", "certs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export Falco's alerts to Prometheus as the falco_events counter. "
         "Every flag can also be set as FALCO_EXPORTER_<NAME> or in the --config YAML file "
         "(flags win over the environment, which wins over the file). "
-        "Subcommands: 'falco-exporter simulate --help', 'falco-exporter demo --help'.",
+        "Subcommands: 'falco-exporter simulate --help', 'falco-exporter demo --help', "
+        "'falco-exporter certs --help'.",
     )
     parser.add_argument("--config", metavar="PATH", help="YAML file of settings")
     parser.add_argument(

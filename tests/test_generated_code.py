@@ -45,3 +45,15 @@ def test_wire_names_match_falco() -> None:
     assert version_pb2.DESCRIPTOR.services_by_name["service"].full_name == "falco.version.service"
     priorities = schema_pb2.priority
     assert [priorities.Value(n) for n in ("EMERGENCY", "WARNING", "DEBUG")] == [0, 4, 7]
+
+
+def test_dashboard_is_up_to_date(tmp_path: Path) -> None:
+    """deploy/grafana/ is what tools/gen_dashboard.py writes; run it when this fails."""
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_dashboard.py"), str(tmp_path)],
+        check=True,
+        timeout=120,
+    )
+    committed = REPO / "deploy" / "grafana"
+    for fresh in tmp_path.iterdir():
+        assert (committed / fresh.name).read_bytes() == fresh.read_bytes(), fresh.name

@@ -34,7 +34,7 @@ class KeyPair:
 class CertificateAuthority:
     """A self-signed CA that issues server and client certificates."""
 
-    def __init__(self, common_name: str = "falco-exporter test CA") -> None:
+    def __init__(self, common_name: str = "falco-exporter test CA", days: int = 365) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = _now()
@@ -45,7 +45,7 @@ class CertificateAuthority:
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -62,6 +62,15 @@ class CertificateAuthority:
                 critical=True,
             )
             .sign(self._key, hashes.SHA256())
+        )
+
+    @property
+    def key_pem(self) -> bytes:
+        """The CA's private key, for issuing more certificates later; keep it safe."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
 
     @property

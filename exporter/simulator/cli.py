@@ -16,6 +16,7 @@ from exporter.config import ConfigError, load_config
 from exporter.logs import configure_logging
 from exporter.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths, write_cert_set
+from exporter.simulator.certs_cli import run_certs
 from exporter.simulator.events import bundled_events_path, load_documents, load_responses
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import ServerTls, SimulatedFalco, replay
@@ -25,6 +26,8 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
     """Dispatch `simulate` or `demo`."""
     if name == "simulate":
         return _simulate(args)
+    if name == "certs":
+        return run_certs(args)
     return _demo(args)
 
 

@@ -1,0 +1,331 @@
+"""What ships: manifests, alert rules, the image recipe and the certificate command.
+
+No cluster runs here, so every artifact is checked with the real tool that reads it
+(kubectl kustomize, Kubernetes' schemas, promtool, hadolint, pip) and cross-checked
+against the exporter itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from exporter.app import SHUTDOWN_TIMEOUT
+from exporter.cli import main
+from exporter.simulator.certs import CertPaths
+from exporter.simulator.server import ServerTls, SimulatedFalco
+from tests.conftest import MakeExporter
+from tests.support import REPO, eventually, response, total_events
+
+OVERLAYS = ("grpc-mtls", "daemonset-socket", "http-input")
+KUBERNETES_VERSION = "1.31.0"
+WORKLOADS = ("Deployment", "DaemonSet")
+
+
+def need(tool: str) -> str:
+    """The tool's path; skipped without it unless CI (CI=true) requires every test."""
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{tool} is required in CI")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of an overlay, as documents."""
+    kubectl = need("kubectl")
+    output = subprocess.run(
+        [kubectl, "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def one(documents: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The single document of a kind (and name)."""
+    found = [
+        d
+        for d in documents
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def workload(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overlay's Deployment or DaemonSet."""
+    [found] = [d for d in documents if d["kind"] in WORKLOADS]
+    return found
+
+
+def container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exporter's container."""
+    [found] = workload(documents)["spec"]["template"]["spec"]["containers"]
+    assert isinstance(found, dict)
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_matches_kubernetes_schemas(overlay: str) -> None:
+    """Every built-in object validates strictly against Kubernetes' own schema."""
+    documents = render(overlay)
+    validated = 0
+    for document in documents:
+        if document["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # CRDs: checked by the cross-checks below
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        validated += 1
+    assert validated >= 5
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_parts_fit_together(overlay: str) -> None:
+    """ServiceMonitor -> Service -> pods -> ports -> probes -> NetworkPolicy all line up."""
+    documents = render(overlay)
+    service = one(documents, "Service", "falco-exporter")
+    monitor = one(documents, "ServiceMonitor")
+    pod = workload(documents)["spec"]["template"]
+    ports = {p["name"]: p["containerPort"] for p in container(documents)["ports"]}
+
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    for port in service["spec"]["ports"]:
+        assert port["targetPort"] in ports
+    assert ports == {**ports, "metrics": 9376, "probes": 19376}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container(documents)[probe]["httpGet"]["port"] == "probes"
+
+    policy = one(documents, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ports["metrics"] in allowed
+    if overlay == "http-input":
+        assert ports["http-input"] in allowed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workloads_are_locked_down(overlay: str) -> None:
+    """Non-root, read-only, no capabilities, seccomp, no API token, limits, grace period."""
+    documents = render(overlay)
+    spec = workload(documents)["spec"]["template"]["spec"]
+    box = container(documents)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["terminationGracePeriodSeconds"] > SHUTDOWN_TIMEOUT
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
+    assert box["securityContext"]["allowPrivilegeEscalation"] is False
+    assert box["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert set(box["resources"]) == {"requests", "limits"}
+    account = one(documents, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_container_arguments_pass_check_config(
+    overlay: str, tmp_path: Path, certs: CertPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The container's args and config file are accepted by the exporter's --check-config."""
+    documents = render(overlay)
+    root = tmp_path / "root"
+
+    def relocate(text: str) -> str:
+        return text.replace("/etc/falco-exporter/", f"{root}/etc/falco-exporter/")
+
+    for mount in container(documents).get("volumeMounts", []):
+        source = next(
+            v
+            for v in workload(documents)["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == mount["name"]
+        )
+        if "configMap" in source:
+            config_map = one(documents, "ConfigMap")
+            target = Path(relocate(mount["mountPath"]))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(relocate(config_map["data"][mount["subPath"]]))
+        elif "secret" in source:
+            folder = Path(relocate(mount["mountPath"]))
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, path in (
+                ("ca.crt", certs.ca),
+                ("client.crt", certs.client_cert),
+                ("client.key", certs.client_key),
+            ):
+                (folder / name).write_bytes(path.read_bytes())
+    args = [relocate(arg) for arg in container(documents)["args"]]
+    assert main([*args, "--check-config"]) == 0
+    effective = yaml.safe_load(capsys.readouterr().out)
+    assert effective["series_ttl"] == "1h"
+    if overlay == "grpc-mtls":
+        assert effective["discover_dns"] == "falco-grpc.falco.svc.cluster.local:5060"
+
+
+def test_prometheus_rule_equals_the_plain_rules_file() -> None:
+    """The Operator's PrometheusRule and the plain rules file hold the same rules."""
+    plain = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
+    operator = yaml.safe_load((REPO / "deploy/k8s/base/prometheusrule.yaml").read_text())
+    assert operator["spec"] == plain
+    names = [rule["alert"] for group in plain["groups"] for rule in group["rules"]]
+    for priority in ("Warning", "Error", "Critical", "Alert", "Emergency"):
+        assert f"Falco{priority}EventsRateHigh" in names
+
+
+def test_promtool_checks_and_unit_tests_the_alert_rules() -> None:
+    """`promtool check rules` passes and `promtool test rules` covers every alert both ways."""
+    promtool = need("promtool")
+    folder = REPO / "deploy" / "prometheus"
+    subprocess.run(
+        [promtool, "check", "rules", "falco-exporter-rules.yaml"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    result = subprocess.run(
+        [promtool, "test", "rules", "rules-test.yaml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = yaml.safe_load((folder / "rules-test.yaml").read_text())["tests"]
+    rules = yaml.safe_load((folder / "falco-exporter-rules.yaml").read_text())
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    firing = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    silent = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if not case["exp_alerts"]
+    }
+    assert firing == names
+    assert silent == names
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint finds nothing in the Dockerfile."""
+    hadolint = need("hadolint")
+    result = subprocess.run(
+        [hadolint, str(REPO / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def world_readable_folder() -> Iterator[Path]:
+    """A temporary folder another user can read (pytest's own are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="falco-exporter-image-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_wheel_built_as_in_the_image_runs_as_a_non_root_user(world_readable_folder: Path) -> None:
+    """The Dockerfile's wheel, in a fresh venv, runs --help as uid 65532 with nothing writable."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    setpriv = need("setpriv")
+    folder = world_readable_folder
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(folder / "dist"),
+            str(REPO),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    [wheel] = (folder / "dist").glob("*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True, timeout=120)
+    subprocess.run(
+        [str(folder / "venv/bin/pip"), "install", "--quiet", str(wheel)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    result = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65532",
+            "--regid=65532",
+            "--clear-groups",
+            str(folder / "venv/bin/falco-exporter"),
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--client-hostname" in result.stdout
+
+
+async def test_certs_command_output_connects_falco_and_exporter(
+    tmp_path: Path, make_exporter: MakeExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`falco-exporter certs` writes files the simulated Falco and the exporter use as-is."""
+    out = tmp_path / "certs"
+    assert main(["certs", "--out", str(out), "--falco-name", "falco-grpc.falco.svc"]) == 0
+    printed = capsys.readouterr().out
+    assert "kubectl -n falco-exporter create secret generic falco-exporter-client-certs" in printed
+    assert "--set-file certs.server.crt=" in printed
+    assert oct((out / "ca.key").stat().st_mode & 0o777) == "0o600"
+    paths = CertPaths.in_directory(out)
+    falco = SimulatedFalco()
+    address = await falco.start(
+        "127.0.0.1:0", ServerTls(paths.server_cert, paths.server_key, paths.ca)
+    )
+    try:
+        exporter = await make_exporter(
+            client_hostname=[f"127.0.0.1:{address.rsplit(':', 1)[1]}"],
+            client_tls_server_name="falco-grpc.falco.svc",
+            client_cert=str(paths.client_cert),
+            client_key=str(paths.client_key),
+            client_ca=str(paths.ca),
+        )
+        falco.publish([response()])
+
+        async def counted() -> bool:
+            return await total_events(exporter.main_http.port) == 1
+
+        await eventually(counted, message="counted with the generated certificates")
+    finally:
+        await falco.stop()
