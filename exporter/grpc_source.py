@@ -65,6 +65,10 @@ class _Stopped(Exception):  # noqa: N818 - control flow, not an error
     """The subscription was asked to stop while a call was open."""
 
 
+class _Stalled(Exception):  # noqa: N818 - control flow, not an error
+    """A `get` call stayed open with no event for the stall limit: a half-open connection."""
+
+
 class _ReconnectRequested(Exception):  # noqa: N818 - control flow, not an error
     """New certificate files: finish the current drain, then connect again with them."""
 
@@ -90,6 +94,9 @@ class GrpcSubscription:
         # Set with either of the two above, to cut a pause short.
         self._wake = threading.Event()
         self._call: Any = None
+        # The `get` call in progress and the event count when it began, for the watchdog.
+        self._get_call: Any = None
+        self._stalled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_decode_log = 0.0
         self._unlogged_decode_errors = 0
@@ -108,15 +115,43 @@ class GrpcSubscription:
 
         thread = threading.Thread(target=work, name=f"falco-{self._target.name}", daemon=True)
         thread.start()
+        watchdog = (
+            asyncio.create_task(self._watch_for_stalls())
+            if self._settings.transport == "get"
+            else None
+        )
         try:
             await asyncio.shield(finished)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             self._stop.set()
             self._wake.set()
             call = self._call
             if call is not None:
                 call.cancel()
             await asyncio.wait([finished], timeout=_THREAD_STOP_TIMEOUT)
+
+    async def _watch_for_stalls(self) -> None:
+        """Cancel a `get` call that has delivered nothing for keepalive time + timeout.
+
+        An idle `get` returns within milliseconds and a draining one delivers events
+        continuously, so a call open that long with no event sits on a half-open
+        connection. gRPC's keepalive usually ends such a connection first; this is the
+        guarantee, and it reads the event count only: nothing is added per event.
+        """
+        limit = self._settings.keepalive_time + self._settings.keepalive_timeout
+        watched, events, since = None, 0, 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(limit / 4)
+            call, now = self._get_call, loop.time()
+            if call is not watched or self._state.events != events:
+                watched, events, since = call, self._state.events, now
+            elif call is not None and now - since >= limit:
+                self._stalled = True
+                call.cancel()
+                watched = None
 
     def request_reconnect(self) -> None:
         """Connect again (re-reading the certificate files) once the current drain ends.
@@ -156,6 +191,9 @@ class GrpcSubscription:
             except _ReconnectRequested:
                 reason, level = "certificate_rotation", "info"
                 detail = "the client certificate files changed; connecting with the new ones"
+            except _Stalled:
+                reason = "stalled"
+                detail = "no answer from Falco on an open call: the connection is half-open"
             except CertificateFilesError as error:
                 reason, detail, level = "certificate_files", str(error), "error"
             except grpc.RpcError as error:
@@ -208,6 +246,10 @@ class GrpcSubscription:
         options: list[tuple[str, Any]] = [
             ("grpc.keepalive_time_ms", int(self._settings.keepalive_time * 1000)),
             ("grpc.keepalive_timeout_ms", int(self._settings.keepalive_timeout * 1000)),
+            # Any unanswered ping (gRPC's flow-control pings too) ends the connection after
+            # the keepalive timeout: while one is in flight no keepalive ping is sent, so
+            # without this a half-open connection lingered for gRPC's default minute.
+            ("grpc.http2.ping_timeout_ms", int(self._settings.keepalive_timeout * 1000)),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.use_local_subchannel_pool", 1),
@@ -224,6 +266,8 @@ class GrpcSubscription:
 
     def _connect_and_stream(self) -> None:
         # Any attempt reads the certificate files afresh: a pending rotation is served.
+        self._get_call = None
+        self._stalled = False
         self._reconnect.clear()
         self._wake.clear()
         if self._stop.is_set():
@@ -270,10 +314,12 @@ class GrpcSubscription:
         interval = self._settings.poll_interval
         while True:
             call = get(falco_api.EMPTY_REQUEST)
-            self._call = call
+            self._call = self._get_call = call
             if self._stop.is_set():
                 raise _Stopped
-            if self._read(call):
+            received = self._read(call)
+            self._get_call = None
+            if received:
                 self._pause(0)
             else:
                 self._pause(interval)
@@ -317,6 +363,9 @@ class GrpcSubscription:
         except grpc.RpcError:
             if self._stop.is_set():
                 raise _Stopped from None
+            if self._stalled:
+                self._stalled = False
+                raise _Stalled from None
             raise
         finally:
             if received:

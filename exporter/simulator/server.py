@@ -76,6 +76,7 @@ class SimulatedFalco:
         self.address = ""
         # The common name of each client certificate that called the version RPC.
         self.client_names: list[str] = []
+        self._held = False
 
     @property
     def queued(self) -> int:
@@ -96,6 +97,14 @@ class SimulatedFalco:
                 renamed.hostname = self._hostname
                 message = renamed  # noqa: PLW2901
             self._queue.append(message.SerializeToString())
+
+    def hold(self) -> None:
+        """Answer requests without sending events (they stay queued), like an idle Falco."""
+        self._held = True
+
+    def release(self) -> None:
+        """Send queued events again."""
+        self._held = False
 
     def publish_raw(self, payloads: Iterable[bytes]) -> None:
         """Queue message bytes exactly as given, valid or not."""
@@ -171,7 +180,7 @@ class SimulatedFalco:
         await self._drain(context)
 
     async def _drain(self, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
-        while self._queue and not self._closing.is_set():
+        while self._queue and not self._closing.is_set() and not self._held:
             await context.write(self._queue.popleft())
             self.delivered += 1
 
