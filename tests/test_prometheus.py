@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ from exporter.app import Exporter
 from exporter.simulator.events import response_from_json
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
-from tests.support import eventually, fetch, sample_documents, total_events
+from tests.support import REPO, eventually, fetch, response, sample_documents, total_events
 
 if not (shutil.which("prometheus") and shutil.which("promtool")):
     if os.environ.get("REQUIRE_PROMETHEUS"):
@@ -157,6 +158,15 @@ async def test_prometheus_queries_falco_events_by_pod(
     metadata = await prometheus.api("/api/v1/metadata", metric="falco_events")
     assert [entry["type"] for entry in metadata["falco_events"]] == ["counter"]
 
+    odd_rule = 'Odd "rule" \\ with\nnewline, é, 🚀 and \x01'
+    falco.publish([response(rule=odd_rule, hostname="odd-host", tags=("a", "b"))])
+
+    async def odd_stored() -> bool:
+        result = await prometheus.api("/api/v1/query", query='falco_events{hostname="odd-host"}')
+        return [s["metric"]["rule"] for s in result["result"]] == [odd_rule]
+
+    await eventually(odd_stored, timeout=60, interval=0.2, message="the odd rule name, exactly")
+
     by_priority = await prometheus.api(
         "/api/v1/query", query='sum by (priority) (falco_events{priority="4"})'
     )
@@ -213,3 +223,69 @@ async def test_prometheus_sees_events_that_arrived_by_http(
         return [float(s["value"][1]) for s in result["result"]] == [expected]
 
     await eventually(queried, timeout=60, interval=0.2, message="the walkthrough pod's events")
+
+
+DASHBOARD = REPO / "deploy" / "grafana" / "falco-exporter-dashboard.json"
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__range": "1h",
+    "$namespace": ".*",
+    "$pod": ".*",
+    "$node": ".*",
+    "$rule": ".*",
+    "$priority": ".*",
+}
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    """(panel title, PromQL with Grafana's variables filled in) for every query."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    found = []
+    for panel in panels:
+        for target in panel["targets"]:
+            expression = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expression = expression.replace(variable, value)
+            found.append((panel["title"], expression))
+    return found
+
+
+async def test_every_dashboard_query_runs_against_prometheus(
+    falco: SimulatedFalco, exporter_for: Any, prometheus_for: Any
+) -> None:
+    """Each panel's PromQL evaluates without error on a Prometheus scraping the exporter."""
+    exporter = await exporter_for(falco)
+    falco.publish(response_from_json(document) for document in sample_documents())
+    prometheus = await prometheus_for(exporter)
+
+    async def scraped_twice() -> bool:
+        result = await prometheus.api("/api/v1/query", query="count_over_time(up[5m])")
+        return bool(result["result"]) and float(result["result"][0]["value"][1]) >= 2
+
+    await eventually(scraped_twice, timeout=60, interval=0.2, message="two scrapes")
+    expressions = dashboard_expressions()
+    assert len(expressions) >= 14
+    for title, expression in expressions:
+        data = await prometheus.api("/api/v1/query", query=expression)  # asserts success
+        assert data["resultType"] in {"vector", "scalar"}, title
+    by_priority = await prometheus.api(
+        "/api/v1/query",
+        query=next(e for t, e in expressions if t == "Alert rate by priority"),
+    )
+    assert {s["metric"]["priority_name"] for s in by_priority["result"]} >= {"Warning", "Error"}
+    for label in ("k8s_ns_name", "k8s_pod_name", "hostname", "rule"):
+        values = await prometheus.api(
+            f"/api/v1/label/{label}/values", **{"match[]": "falco_events"}
+        )
+        assert values, label
+
+
+def test_dashboard_uses_a_datasource_variable_everywhere() -> None:
+    """No import-only ${DS_...} placeholder: every query names the $datasource variable."""
+    text = DASHBOARD.read_text()
+    assert "${DS_" not in text
+    dashboard = json.loads(text)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "pod", "node", "rule", "priority"} <= variables
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
