@@ -5,7 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +22,7 @@ from exporter.config import load_config
 from exporter.logs import configure_logging
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
+from tests.support import REPO
 
 MakeExporter = Callable[..., Awaitable[Exporter]]
 
@@ -113,3 +119,46 @@ async def exporter_for(
         return await make_exporter(**client_flags(certs, falco.address), **flags)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def installed_as_in_the_image() -> Iterator[Path]:
+    """The wheel built as the Dockerfile builds it, in a fresh venv other users can run.
+
+    Returns the venv's falco-exporter command. Needs root (tests switch to uid 65532);
+    pytest's own temporary folders are private to root, so this one is made by hand.
+    """
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    folder = Path(tempfile.mkdtemp(prefix="falco-exporter-image-"))
+    folder.chmod(0o755)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(folder / "dist"),
+                str(REPO),
+            ],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+        [wheel] = (folder / "dist").glob("*.whl")
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(folder / "venv")], check=True, timeout=120
+        )
+        subprocess.run(
+            [str(folder / "venv/bin/pip"), "install", "--quiet", str(wheel)],
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
+        yield folder / "venv" / "bin" / "falco-exporter"
+    finally:
+        shutil.rmtree(folder)
