@@ -25,6 +25,7 @@ import pytest
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import tls_of
+from tests.fake_dns import FakeDns
 from tests.support import REPO, eventually, fetch, response, scrape, total_events
 
 NAME = "falco-grpc.cluster.test"
@@ -75,11 +76,12 @@ class ExporterProcess:
 
 @asynccontextmanager
 async def exporter_with_hosts(
-    hosts: Path, certs: CertPaths, port: int, tmp_path: Path
+    hosts: Path, certs: CertPaths, port: int, tmp_path: Path, nameserver: str = ""
 ) -> AsyncIterator[ExporterProcess]:
-    """Start the exporter resolving through `hosts`; stop it afterwards."""
+    """Start the exporter resolving through `hosts` (then `nameserver`); stop it after."""
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("options attempts:1 timeout:1\n")
+    server_line = f"nameserver {nameserver}\n" if nameserver else ""
+    resolv.write_text(f"{server_line}options attempts:1 timeout:1\n")
     command = (
         f"mount --bind {hosts} /etc/hosts && mount --bind {resolv} /etc/resolv.conf && "
         f"exec {sys.executable} -m exporter --discover-dns {NAME}:{port} "
@@ -166,4 +168,68 @@ async def test_targets_follow_the_dns_records(certs: CertPaths, tmp_path: Path) 
             assert exporter.logged("DNS lookup failed; keeping the current targets")
     finally:
         for falco in (first, second, third):
+            await falco.stop()
+
+
+async def test_dns_that_misbehaves_keeps_the_targets(certs: CertPaths, tmp_path: Path) -> None:
+    """A DNS server that is silent, slow or sends garbage: lookups fail, counting goes on."""
+    dns = FakeDns(NAME)
+    try:
+        await dns.start("127.0.0.1", 53)
+    except OSError as error:
+        if os.environ.get("REQUIRE_NAMESPACES"):
+            raise
+        pytest.skip(f"cannot listen on 127.0.0.1:53: {error}")
+    first = SimulatedFalco(hostname="node-2")
+    address = await first.start("127.0.0.2:0", tls_of(certs))
+    port = int(address.rsplit(":", 1)[1])
+    second = SimulatedFalco(hostname="node-3")
+    await second.start(f"127.0.0.3:{port}", tls_of(certs))
+    dns.addresses = ["127.0.0.2", "127.0.0.3"]
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")  # the name is only in the DNS server
+    a, b = f"127.0.0.2:{port}", f"127.0.0.3:{port}"
+    try:
+        async with exporter_with_hosts(hosts, certs, port, tmp_path, "127.0.0.1") as exporter:
+
+            async def targets_are(*lines: str) -> bool:
+                return await readiness_lines(exporter) == sorted(lines)
+
+            async def failures() -> float:
+                lookups = await scrape(exporter.metrics_port, "falco_exporter_dns_lookups")
+                return sum(v for k, v in lookups.items() if dict(k)["result"] == "failure")
+
+            await eventually(
+                lambda: targets_are(f"{a} connected", f"{b} connected"),
+                message="both targets from DNS",
+            )
+            sent = 0
+            for mode in ("silent", "garbage", "slow"):
+                dns.mode = mode
+                before = await failures()
+
+                async def failed_twice(floor: float = before) -> bool:
+                    return await failures() >= floor + 2
+
+                await eventually(failed_twice, timeout=30, message=f"lookups fail ({mode})")
+                assert await readiness_lines(exporter) == sorted(
+                    [f"{a} connected", f"{b} connected"]
+                )
+                first.publish(response() for _ in range(5))
+                sent += 5
+
+                async def counted(expected: int = sent) -> bool:
+                    return await total_events(exporter.metrics_port) == expected
+
+                await eventually(counted, message=f"still counting ({mode})")
+            dns.mode = "answer"
+            dns.addresses = ["127.0.0.3"]
+            await eventually(
+                lambda: targets_are(f"{b} connected"),
+                timeout=30,
+                message="a good answer applies again",
+            )
+    finally:
+        dns.stop()
+        for falco in (first, second):
             await falco.stop()
