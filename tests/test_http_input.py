@@ -6,14 +6,12 @@ import asyncio
 import gzip
 import io
 import json
-import ssl
 from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.app import Exporter
-from exporter.simulator.certs import CertPaths
 from exporter.simulator.events import response_from_json
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
@@ -203,31 +201,3 @@ async def test_http_only_mode_is_ready_once_listening(http_exporter: Exporter) -
     assert status == 200
     assert "HTTP input listening" in body
     assert http_exporter.subscriptions.names() == set()
-
-
-async def test_mutual_tls_on_the_input_rejects_clients_without_a_valid_certificate(
-    certs: CertPaths, make_exporter: MakeExporter, tmp_path: Any
-) -> None:
-    """With a CA set, only senders presenting a certificate it signed are served."""
-    from exporter.simulator.certs import write_cert_set
-
-    exporter = await make_exporter(
-        http_input_address="127.0.0.1:0",
-        http_input_cert=str(certs.server_cert),
-        http_input_key=str(certs.server_key),
-        http_input_ca=str(certs.ca),
-    )
-    assert exporter.input_http is not None
-    url = f"https://localhost:{exporter.input_http.port}/"
-    falco_side = ssl.create_default_context(cafile=str(certs.ca))
-    falco_side.load_cert_chain(str(certs.client_cert), str(certs.client_key))
-    assert (await post(url, json.dumps(EVENT), ssl=falco_side))[0] == 200
-
-    no_certificate = ssl.create_default_context(cafile=str(certs.ca))
-    other = write_cert_set(tmp_path / "other")
-    foreign = ssl.create_default_context(cafile=str(certs.ca))
-    foreign.load_cert_chain(str(other.client_cert), str(other.client_key))
-    for context in (no_certificate, foreign):
-        with pytest.raises(aiohttp.ClientError):
-            await post(url, json.dumps(EVENT), ssl=context)
-    assert await total_events(exporter.main_http.port) == 1

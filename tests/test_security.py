@@ -82,6 +82,9 @@ async def test_http_input_refuses_senders_without_a_valid_certificate(
     certs: CertPaths, strangers: dict[str, tuple[Path, Path]], make_exporter: MakeExporter
 ) -> None:
     """The ingest endpoint with mutual TLS: only Falco's certificate may post."""
+    contexts = {"no certificate": client_context(certs.ca)} | {
+        name: client_context(certs.ca, cert, key) for name, (cert, key) in strangers.items()
+    }
     exporter = await make_exporter(
         http_input_address="127.0.0.1:0",
         http_input_cert=str(certs.server_cert),
@@ -91,11 +94,11 @@ async def test_http_input_refuses_senders_without_a_valid_certificate(
     assert exporter.input_http is not None
     url = f"https://localhost:{exporter.input_http.port}/"
     body = json.dumps({"rule": "r", "priority": "Notice"})
-    for name, (cert, key) in strangers.items():
+    for name, context in contexts.items():
         with pytest.raises(aiohttp.ClientError):
             async with (
                 aiohttp.ClientSession() as session,
-                session.post(url, data=body, ssl=client_context(certs.ca, cert, key)),
+                session.post(url, data=body, ssl=context),
             ):
                 pass
         assert await total_events(exporter.main_http.port) == 0, name

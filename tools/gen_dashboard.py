@@ -16,22 +16,14 @@ from typing import Any
 
 import yaml
 
+from exporter.event import PRIORITY_NAMES as PRIORITIES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "grafana"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 FILTER = (
     'k8s_ns_name=~"$namespace", k8s_pod_name=~"$pod", hostname=~"$node", '
     'rule=~"$rule", priority=~"$priority"'
-)
-PRIORITIES = (
-    "Emergency",
-    "Alert",
-    "Critical",
-    "Error",
-    "Warning",
-    "Notice",
-    "Informational",
-    "Debug",
 )
 
 
