@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
-import aiohttp
-import pytest
-
-from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter
 from tests.support import eventually, fetch, parse_metrics, response
@@ -76,30 +71,3 @@ async def test_landing_page_links_to_metrics(make_exporter: MakeExporter) -> Non
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     assert 'href="metrics"' in body
-
-
-def scraper_context(certs: CertPaths, *, with_client_cert: bool) -> ssl.SSLContext:
-    """What Prometheus would use to scrape over TLS, with or without its own certificate."""
-    context = ssl.create_default_context(cafile=str(certs.ca))
-    if with_client_cert:
-        context.load_cert_chain(str(certs.client_cert), str(certs.client_key))
-    return context
-
-
-async def test_metrics_over_mutual_tls(certs: CertPaths, make_exporter: MakeExporter) -> None:
-    """With --server-ca/cert/key, /metrics needs a client certificate from that CA."""
-    exporter = await make_exporter(
-        client_socket="unix:///nonexistent/falco.sock",
-        server_cert=str(certs.server_cert),
-        server_key=str(certs.server_key),
-        server_ca=str(certs.ca),
-    )
-    url = f"https://localhost:{exporter.main_http.port}/metrics"
-    status, body, _ = await fetch(url, scraper_context(certs, with_client_cert=True))
-    assert status == 200
-    assert "# TYPE falco_events counter" in body
-
-    with pytest.raises(aiohttp.ClientError):
-        await fetch(url, scraper_context(certs, with_client_cert=False))
-    # The probes port stays plain HTTP for the kubelet.
-    assert (await fetch(f"http://127.0.0.1:{exporter.probes_http.port}/liveness"))[0] == 200

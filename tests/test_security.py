@@ -76,6 +76,8 @@ async def test_metrics_refuses_scrapers_without_a_valid_certificate(
     assert await get_status(url, client_context(certs.ca)) == -1
     for name, (cert, key) in strangers.items():
         assert await get_status(url, client_context(certs.ca, cert, key)) == -1, name
+    # The probes port stays plain HTTP for the kubelet.
+    assert (await fetch(f"http://127.0.0.1:{exporter.probes_http.port}/liveness"))[0] == 200
 
 
 async def test_http_input_refuses_senders_without_a_valid_certificate(
