@@ -131,3 +131,44 @@ async def test_demo_over_http_output() -> None:
         demo.process.send_signal(signal.SIGINT)
         async with asyncio.timeout(5):
             assert await demo.process.wait() == 0
+
+
+HUNG_SHUTDOWN = """
+import asyncio
+from exporter.signals import stop_on_signals
+
+async def main():
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        print("ready", flush=True)
+        await stop.wait()
+        print("stopping", flush=True)
+        await asyncio.Event().wait()  # a shutdown that never finishes
+
+asyncio.run(main())
+"""
+
+
+async def test_second_signal_exits_at_once() -> None:
+    """If shutdown hangs, a second SIGTERM ends the process at once (status 128 + 15)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HUNG_SHUTDOWN,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            assert (await process.stdout.readline()).strip() == b"ready"
+            process.send_signal(signal.SIGTERM)
+            while (await process.stdout.readline()).strip() != b"stopping":
+                pass  # the handler's own log line comes first
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            assert await process.wait() == 128 + signal.SIGTERM
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
