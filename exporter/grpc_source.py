@@ -51,14 +51,14 @@ _THREAD_STOP_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class SubscriptionSettings:
-    """The knobs of one subscription, taken from Config."""
+    """The knobs of one subscription, taken from Config (which holds the defaults)."""
 
-    transport: str = "get"
-    poll_interval: float = 0.05
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    keepalive_time: float = 10.0
-    keepalive_timeout: float = 5.0
+    transport: str
+    poll_interval: float
+    backoff_initial: float
+    backoff_max: float
+    keepalive_time: float
+    keepalive_timeout: float
 
 
 class _Stopped(Exception):  # noqa: N818 - control flow, not an error

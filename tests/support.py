@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,6 +14,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.falcopb import outputs_pb2
+from exporter.simulator.certs import CertificateAuthority, KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS = REPO / "exporter" / "simulator" / "data" / "sample-events.jsonl"
@@ -101,6 +103,17 @@ def response(
         tags=list(tags),
         output=f"{rule} happened",
         output_fields=dict(fields or {}),
+    )
+
+
+def expired(ca: CertificateAuthority, common_name: str, *, server: bool) -> KeyPair:
+    """A certificate from `ca` that expired yesterday."""
+    now = dt.datetime.now(dt.UTC)
+    return ca.issue(
+        common_name,
+        server=server,
+        valid_from=now - dt.timedelta(days=3),
+        valid_until=now - dt.timedelta(days=1),
     )
 
 

@@ -10,17 +10,22 @@ from exporter.falcopb import outputs_pb2, schema_pb2, version_pb2
 from tests.support import REPO
 
 
+def stale_files(script: str, committed: Path, out: Path) -> list[str]:
+    """Run a generator into `out`; the names of files that differ from the committed ones."""
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / script), str(out)], check=True, timeout=120
+    )
+    return sorted(
+        fresh.name
+        for fresh in out.iterdir()
+        if not (committed / fresh.name).is_file()
+        or (committed / fresh.name).read_bytes() != fresh.read_bytes()
+    )
+
+
 def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     """Regenerating gives byte-identical files; run `make protos` when this fails."""
-    subprocess.run(
-        [sys.executable, str(REPO / "tools" / "gen_protos.py"), str(tmp_path)],
-        check=True,
-        timeout=120,
-    )
-    committed = REPO / "exporter" / "falcopb"
-    fresh = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    current = {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()}
-    stale = sorted(name for name in fresh if current.get(name) != fresh[name])
+    stale = stale_files("gen_protos.py", REPO / "exporter" / "falcopb", tmp_path)
     assert not stale, f"stale generated files {stale}: run `make protos`"
 
 
@@ -49,11 +54,5 @@ def test_wire_names_match_falco() -> None:
 
 def test_dashboard_is_up_to_date(tmp_path: Path) -> None:
     """deploy/grafana/ is what tools/gen_dashboard.py writes; run it when this fails."""
-    subprocess.run(
-        [sys.executable, str(REPO / "tools" / "gen_dashboard.py"), str(tmp_path)],
-        check=True,
-        timeout=120,
-    )
-    committed = REPO / "deploy" / "grafana"
-    for fresh in tmp_path.iterdir():
-        assert (committed / fresh.name).read_bytes() == fresh.read_bytes(), fresh.name
+    stale = stale_files("gen_dashboard.py", REPO / "deploy" / "grafana", tmp_path)
+    assert not stale, f"stale dashboard files {stale}: run tools/gen_dashboard.py"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from exporter.cli import main
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags
-from tests.support import eventually, fetch, response, scrape, total_events
+from tests.support import eventually, expired, fetch, response, scrape, total_events
 
 
 def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -36,15 +35,9 @@ def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) 
 def strangers(tmp_path: Path, test_ca: CertificateAuthority) -> dict[str, tuple[Path, Path]]:
     """Client certificates that must be refused: another CA's, and an expired one of ours."""
     other = write_cert_set(tmp_path / "other")
-    now = dt.datetime.now(dt.UTC)
-    expired = test_ca.issue(
-        "expired",
-        server=False,
-        valid_from=now - dt.timedelta(days=3),
-        valid_until=now - dt.timedelta(days=1),
-    )
-    (tmp_path / "expired.crt").write_bytes(expired.cert_pem)
-    (tmp_path / "expired.key").write_bytes(expired.key_pem)
+    expired_pair = expired(test_ca, "expired", server=False)
+    (tmp_path / "expired.crt").write_bytes(expired_pair.cert_pem)
+    (tmp_path / "expired.key").write_bytes(expired_pair.key_pem)
     return {
         "another CA": (other.client_cert, other.client_key),
         "expired": (tmp_path / "expired.crt", tmp_path / "expired.key"),

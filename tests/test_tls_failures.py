@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from exporter.simulator.certs import (
 )
 from exporter.simulator.server import ServerTls, SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of
-from tests.support import eventually, fetch, response, scrape, total_events
+from tests.support import eventually, expired, fetch, response, scrape, total_events
 
 
 async def failure_detail(logs: Any, port: int, text: str) -> None:
@@ -41,33 +40,33 @@ def other_certs(tmp_path: Path) -> CertPaths:
     return write_cert_set(tmp_path / "other")
 
 
-async def test_falco_certificate_from_another_ca(
+@pytest.mark.parametrize(
+    ("swapped", "hint"),
+    [
+        # --client-ca that did not sign Falco's certificate is named as the cause.
+        ({"client_ca": "ca"}, "not signed by the CA in --client-ca"),
+        # Our certificate from another CA: Falco hangs up, and the hint says why.
+        (
+            {"client_cert": "client_cert", "client_key": "client_key"},
+            "rejecting our client certificate",
+        ),
+    ],
+)
+async def test_certificates_from_another_ca(
     falco: SimulatedFalco,
     certs: CertPaths,
     other_certs: CertPaths,
     make_exporter: MakeExporter,
     logs: Any,
+    swapped: dict[str, str],
+    hint: str,
 ) -> None:
-    """--client-ca that did not sign Falco's certificate is named as the cause."""
-    flags = client_flags(certs, falco.address) | {"client_ca": str(other_certs.ca)}
-    exporter = await make_exporter(**flags)
-    await failure_detail(logs, exporter.main_http.port, "not signed by the CA in --client-ca")
-
-
-async def test_client_certificate_falco_does_not_trust(
-    falco: SimulatedFalco,
-    certs: CertPaths,
-    other_certs: CertPaths,
-    make_exporter: MakeExporter,
-    logs: Any,
-) -> None:
-    """A client certificate from another CA: Falco hangs up, and the hint says why."""
+    """A file from another CA on either side: the log line names which one to fix."""
     flags = client_flags(certs, falco.address) | {
-        "client_cert": str(other_certs.client_cert),
-        "client_key": str(other_certs.client_key),
+        flag: str(getattr(other_certs, field)) for flag, field in swapped.items()
     }
     exporter = await make_exporter(**flags)
-    await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
+    await failure_detail(logs, exporter.main_http.port, hint)
 
 
 async def test_expired_client_certificate(
@@ -80,15 +79,9 @@ async def test_expired_client_certificate(
 ) -> None:
     """Our certificate, from Falco's CA but expired: Falco hangs up; the hint names ours."""
     cert, key = tmp_path / "client.crt", tmp_path / "client.key"
-    now = dt.datetime.now(dt.UTC)
-    expired = test_ca.issue(
-        "exporter",
-        server=False,
-        valid_from=now - dt.timedelta(days=3),
-        valid_until=now - dt.timedelta(days=1),
-    )
-    write_public(cert, expired.cert_pem)
-    write_private(key, expired.key_pem)
+    expired_pair = expired(test_ca, "exporter", server=False)
+    write_public(cert, expired_pair.cert_pem)
+    write_private(key, expired_pair.key_pem)
     flags = client_flags(certs, falco.address) | {"client_cert": str(cert), "client_key": str(key)}
     exporter = await make_exporter(**flags)
     await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
@@ -98,14 +91,8 @@ async def test_expired_falco_certificate(
     tmp_path: Path, test_ca: CertificateAuthority, make_exporter: MakeExporter, logs: Any
 ) -> None:
     """An expired server certificate is reported as expired."""
-    now = dt.datetime.now(dt.UTC)
-    expired = test_ca.issue(
-        "localhost",
-        server=True,
-        valid_from=now - dt.timedelta(days=3),
-        valid_until=now - dt.timedelta(days=1),
-    )
-    paths = write_cert_set(tmp_path, test_ca, server=expired)
+    expired_pair = expired(test_ca, "localhost", server=True)
+    paths = write_cert_set(tmp_path, test_ca, server=expired_pair)
     falco = SimulatedFalco()
     await falco.start("127.0.0.1:0", tls_of(paths))
     try:
