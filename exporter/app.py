@@ -25,6 +25,7 @@ from exporter.discovery import DnsDiscovery, static_addresses
 from exporter.durations import format_duration
 from exporter.grpc_source import SubscriptionSettings
 from exporter.http_input import HttpInput
+from exporter.http_input_server import HttpInputServer
 from exporter.http_server import (
     HttpListener,
     Readiness,
@@ -78,12 +79,13 @@ class Exporter:
             else None
         )
         self.http_input: HttpInput | None = None
-        self.input_http: HttpListener | None = None
+        self.input_http: HttpInputServer | None = None
         if config.http_input_address:
             self.http_input = HttpInput(
                 self.counter.shard().add,
                 TargetState(name="http_input", input="http"),
                 config.http_input_max_body,
+                clock,
             )
             input_ssl = (
                 server_ssl_context(
@@ -92,8 +94,12 @@ class Exporter:
                 if config.http_input_cert
                 else None
             )
-            self.input_http = HttpListener(
-                self.http_input.app(), config.http_input_address, input_ssl
+            self.input_http = HttpInputServer(
+                self.http_input,
+                config.http_input_address,
+                input_ssl,
+                read_timeout=config.http_input_read_timeout,
+                idle_timeout=config.http_input_idle_timeout,
             )
         self._registry = build_registry(
             ExporterCollector(
@@ -136,7 +142,7 @@ class Exporter:
         """
         states = self.subscriptions.states()
         if self.http_input is not None and not self._static and self.discovery is None:
-            listening = self.input_http is not None and self.input_http.port != 0
+            listening = self.input_http is not None and self.input_http.listening
             return Readiness(
                 ready=listening, detail=f"HTTP input {'listening' if listening else 'starting'}\n"
             )
@@ -177,7 +183,8 @@ class Exporter:
                     files, self.config.certificate_check_interval, self.subscriptions.reconnect_all
                 )
             )
-        if self.config.timeout > 0:
+        if self.config.timeout > 0 and (self._static or self.discovery is not None):
+            # --timeout is about gRPC targets: with the HTTP input alone there is none.
             self._spawn(self._warn_if_never_connected())
         if self.config.series_ttl > 0:
             self._spawn(self._expire_idle_series())

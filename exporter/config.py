@@ -312,6 +312,19 @@ class Config:
     http_input_max_body: int = _setting(
         1024 * 1024, _size, "largest POST body accepted, after gzip decompression", "SIZE"
     )
+    http_input_read_timeout: float = _setting(
+        10.0,
+        _positive_duration,
+        "a request's headers and body must arrive within this; else 408 and the "
+        "connection is closed",
+        "DURATION",
+    )
+    http_input_idle_timeout: float = _setting(
+        300.0,
+        _positive_duration,
+        "close a keep-alive connection of the HTTP input after this long without a request",
+        "DURATION",
+    )
     drop_labels: tuple[str, ...] = _setting(
         (),
         _text_list,

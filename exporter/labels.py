@@ -36,29 +36,52 @@ LabelValues = Callable[[Event], LabelKey]
 _PRIORITY_TEXT = {number: str(number) for number in range(8)}
 
 
+def priority_label(event: Event) -> str:
+    """The priority as the Go exporter wrote it: its number, "0" to "7"."""
+    priority = event.priority
+    return _PRIORITY_TEXT.get(priority) or str(priority)
+
+
+def tags_label(event: Event) -> str:
+    """The tags joined by commas and wrapped in them: ",container,shell,"; none: ",,"."""
+    return f",{','.join(event.tags)},"
+
+
+def namespace_label(event: Event) -> str:
+    """k8s.ns.name (the container plugin's), else the k8smeta plugin's, else ""."""
+    fields = event.output_fields
+    value = fields.get("k8s.ns.name")
+    return value if value is not None else fields.get("k8smeta.ns.name", "")
+
+
+def pod_label(event: Event) -> str:
+    """k8s.pod.name (the container plugin's), else the k8smeta plugin's, else ""."""
+    fields = event.output_fields
+    value = fields.get("k8s.pod.name")
+    return value if value is not None else fields.get("k8smeta.pod.name", "")
+
+
 def go_exporter_labels(event: Event) -> LabelKey:
     """The Go exporter's label values, in DEFAULT_LABELS order: the default hot path."""
-    fields = event.output_fields
-    priority = event.priority
     return (
         event.rule,
-        _PRIORITY_TEXT.get(priority) or str(priority),
+        priority_label(event),
         event.hostname,
         event.source,
-        f",{','.join(event.tags)},",
-        fields.get("k8s.ns.name", ""),
-        fields.get("k8s.pod.name", ""),
+        tags_label(event),
+        namespace_label(event),
+        pod_label(event),
     )
 
 
 _BUILTIN: dict[str, Callable[[Event], str]] = {
     "rule": lambda e: e.rule,
-    "priority": lambda e: _PRIORITY_TEXT.get(e.priority) or str(e.priority),
+    "priority": priority_label,
     "hostname": lambda e: e.hostname,
     "source": lambda e: e.source,
-    "tags": lambda e: f",{','.join(e.tags)},",
-    "k8s_ns_name": lambda e: e.output_fields.get("k8s.ns.name", ""),
-    "k8s_pod_name": lambda e: e.output_fields.get("k8s.pod.name", ""),
+    "tags": tags_label,
+    "k8s_ns_name": namespace_label,
+    "k8s_pod_name": pod_label,
     PRIORITY_NAME_LABEL: lambda e: priority_name(e.priority),
 }
 

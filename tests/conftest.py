@@ -22,9 +22,29 @@ from exporter.config import load_config
 from exporter.logs import configure_logging
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
-from tests.support import REPO
+from tests.support import REPO, STRICT
 
 MakeExporter = Callable[..., Awaitable[Exporter]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI a skipped test is a failed one: what CI does not run, it does not prove."""
+    report = yield
+    if STRICT and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which CI does not allow: {report.longrepr}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """The same for a module skipped as a whole."""
+    report = yield
+    if STRICT and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which CI does not allow: {report.longrepr}"
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import shutil
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,17 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS = REPO / "exporter" / "simulator" / "data" / "sample-events.jsonl"
 
 Labels = frozenset[tuple[str, str]]
+
+# In CI every skip is a failure (conftest.py turns skipped reports into failed ones).
+STRICT = bool(os.environ.get("CI"))
+
+
+def find_tool(name: str) -> str | None:
+    """A command from this interpreter's venv (pinned tools), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
 
 
 async def eventually(

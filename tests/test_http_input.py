@@ -105,7 +105,7 @@ async def test_bad_bodies_get_their_status_and_lose_nothing_else(
     port = http_exporter.main_http.port
     assert await total_events(port) == 2
     rejected = await scrape(port, "falco_exporter_http_input_rejected")
-    assert rejected == {
+    assert {key: value for key, value in rejected.items() if value} == {
         labels(reason="not_json"): 1.0,
         labels(reason="not_an_event"): 4.0,
         labels(reason="unknown_priority"): 1.0,
