@@ -172,3 +172,23 @@ async def test_second_signal_exits_at_once() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_malformed_posts_leave_stderr_empty_and_stdout_json() -> None:
+    """Every malformed request of the hardening tests: the log stays JSON, stderr silent."""
+    from tests.raw_http import exchange
+    from tests.test_http_input_hardening import MALFORMED
+
+    async with running(
+        "--http-input-address", "127.0.0.1:0", *LOCAL_PORTS, "--log-format", "json"
+    ) as exporter:
+        serving = await exporter.wait_for_log("serving HTTP")
+        for _name, data, status, _reason in MALFORMED:
+            assert (await exchange(serving["http_input_port"], data)).status == status
+        exporter.process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(exporter.process.communicate(), 10)
+    assert exporter.process.returncode == 0
+    assert stderr == b""
+    records = [json.loads(line) for line in stdout.splitlines()]
+    refused = {r["reason"] for r in records if r.get("event") == "refused a POST from Falco"}
+    assert refused == {reason for *_, reason in MALFORMED for reason in reason.split("+")}
