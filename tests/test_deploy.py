@@ -173,7 +173,7 @@ def test_container_arguments_pass_check_config(
 def test_prometheus_rule_equals_the_plain_rules_file() -> None:
     """The Operator's PrometheusRule and the plain rules file hold the same rules."""
     plain = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
-    operator = yaml.safe_load((REPO / "deploy/k8s/base/prometheusrule.yaml").read_text())
+    operator = yaml.safe_load((REPO / "deploy/k8s/rules/prometheusrule.yaml").read_text())
     assert operator["spec"] == plain
     names = [rule["alert"] for group in plain["groups"] for rule in group["rules"]]
     for priority in ("Warning", "Error", "Critical", "Alert", "Emergency"):
@@ -287,3 +287,97 @@ async def test_certs_command_output_connects_falco_and_exporter(
         await eventually(counted, message="counted with the generated certificates")
     finally:
         await falco.stop()
+
+
+def falco_values(name: str) -> dict[str, Any]:
+    """One of deploy/falco/'s values files for the Falco Helm chart."""
+    values: dict[str, Any] = yaml.safe_load((REPO / "deploy" / "falco" / name).read_text())
+    return values
+
+
+@pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-http-output.yaml"])
+def test_falco_values_for_the_http_input_turn_on_what_it_needs(name: str) -> None:
+    """JSON output with its output fields (pod labels), http_output, and a heartbeat."""
+    falco = falco_values(name)["falco"]
+    assert falco["json_output"] is True
+    assert falco["json_include_output_fields_property"] is True
+    assert falco["http_output"]["enabled"] is True
+    assert falco["metrics"] == {"enabled": True, "interval": "15m", "output_rule": True}
+
+
+def sidecar_pod() -> dict[str, Any]:
+    """A Falco pod as the chart renders it with values-sidecar.yaml's extra.initContainers."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
+        "spec": {
+            "initContainers": falco_values("values-sidecar.yaml")["extra"]["initContainers"],
+            "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
+        },
+    }
+
+
+def test_sidecar_is_a_valid_native_sidecar_that_falco_posts_to(
+    certs: CertPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """restartPolicy Always, locked down, valid for Kubernetes; Falco's URL is its address."""
+    pod = sidecar_pod()
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    [sidecar] = pod["spec"]["initContainers"]
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["securityContext"]["runAsNonRoot"] is True
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sidecar["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert set(sidecar["resources"]) == {"requests", "limits"}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert sidecar[probe]["httpGet"]["port"] == "exp-probes"
+    assert main([*sidecar["args"], "--check-config"]) == 0
+    effective = yaml.safe_load(capsys.readouterr().out)
+    url = falco_values("values-sidecar.yaml")["falco"]["http_output"]["url"]
+    assert url == f"http://{effective['http_input_address']}/"
+    assert effective["http_input_address"].startswith("127.0.0.1:")
+    assert effective["client_hostname"] == []
+    assert effective["targets"] == []
+
+
+def test_sidecar_overlay_scrapes_every_falco_pod_as_job_falco_exporter() -> None:
+    """The PodMonitor selects Falco's pods, names a port of the sidecar, relabels the job."""
+    documents = render("sidecar")
+    monitor = one(documents, "PodMonitor")
+    pod = sidecar_pod()
+    assert monitor["metadata"]["namespace"] == "falco"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    [sidecar] = pod["spec"]["initContainers"]
+    ports = {port["name"]: port["containerPort"] for port in sidecar["ports"]}
+    assert ports[endpoint["port"]] == 9376
+    assert {"targetLabel": "job", "replacement": "falco-exporter"} in endpoint["relabelings"]
+    rule = one(documents, "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "falco"
+    assert not [d for d in documents if d["kind"] in {"Service", *WORKLOADS}]
+
+
+def test_central_http_input_is_highly_available() -> None:
+    """Two replicas, spread, a PDB that keeps one, and rollouts that never reach zero ready."""
+    documents = render("http-input")
+    deployment = workload(documents)
+    spec = deployment["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["strategy"]["rollingUpdate"]["maxSurge"] >= 1
+    budget = one(documents, "PodDisruptionBudget")
+    kubernetes_validate.validate(budget, KUBERNETES_VERSION, strict=True)
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert 1 <= budget["spec"]["minAvailable"] < spec["replicas"]
+    spread = spec["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    pause = container(documents)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert pause + SHUTDOWN_TIMEOUT < grace
