@@ -28,9 +28,11 @@ lint: $(BIN)/.installed
 protos: $(BIN)/.installed
 	$(BIN)/python tools/gen_protos.py
 
-## The benchmark of docs/performance.md (a few minutes; `BENCH_ARGS=--quick` for a short one).
+## The benchmarks of docs/performance.md (a few minutes; `BENCH_ARGS=--quick` for a short one).
+## The HTTP input's needs wrk (Debian: apt-get install wrk).
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.http_input $(HTTP_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -61,7 +61,7 @@ client.crt, client.key. Falco's certificate is valid for: {", ".join(names)}, 12
 
 Falco's side (gRPC with mutual TLS, Falco <= 0.43):
   helm upgrade --install falco falcosecurity/falco -n {options.falco_namespace} \\
-    --create-namespace -f deploy/falco/values-grpc-mtls.yaml \\
+    --create-namespace --version 8.x -f deploy/falco/values-grpc-mtls.yaml \\
     --set-file certs.server.key={paths.server_key} \\
     --set-file certs.server.crt={paths.server_cert} \\
     --set-file certs.ca.crt={paths.ca}

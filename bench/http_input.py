@@ -1,0 +1,275 @@
+"""Benchmark of the HTTP input, loaded the way Falco loads it: one JSON event per POST.
+
+  python -m bench.http_input [--seconds 10] [--sequential 5000] [--exporter-path DIR]
+
+Two loads: `wrk` with 8 keep-alive connections, and one connection posting sequentially
+(Falco's case: one thread, each POST waits for its answer). Reported per server: events
+per server CPU-second, requests per second, round trip p50/p99, and exactness (the
+server's count against the requests completed). The floor is the cheapest Python server
+that reads a request and answers 200 (bench/floor_server.py); ours is reported as a ratio
+to it. `--exporter-path` runs the exporter from another checkout, for before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.run import cpu_seconds
+
+REPO = Path(__file__).resolve().parent.parent
+EVENT = (REPO / "exporter/simulator/data/sample-events.jsonl").read_bytes().splitlines()[0]
+REQUEST = (
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1:2801\r\nUser-Agent: falcosecurity/falco\r\n"
+    b"Accept: */*\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(EVENT), EVENT)
+)
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [==[%s]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["User-Agent"] = "falcosecurity/falco"
+"""
+
+
+@dataclass
+class Server:
+    """A server process under test and the port it takes POSTs on."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    metrics_port: int | None
+
+
+@dataclass
+class Result:
+    """One load against one server."""
+
+    server: str
+    load: str
+    requests: int
+    counted: int | None
+    cpu: float
+    wall: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Events per server CPU-second."""
+        return self.requests / self.cpu if self.cpu else 0.0
+
+
+@asynccontextmanager
+async def exporter(path: Path) -> AsyncIterator[Server]:
+    """The exporter in HTTP-only mode (the sidecar's), from the checkout at `path`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--http-input-address", "127.0.0.1:0",
+        "--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0",
+        "--log-format", "json",
+        stdout=asyncio.subprocess.PIPE, cwd=path,
+        env={**os.environ, "PYTHONPATH": str(path)},
+    )  # fmt: skip
+    try:
+        serving = await _log_line(process, "serving HTTP")
+        yield Server("exporter", process, serving["http_input_port"], serving["metrics_port"])
+    finally:
+        await _stop(process)
+
+
+async def _log_line(process: asyncio.subprocess.Process, event: str) -> dict[str, int]:
+    assert process.stdout is not None
+    while True:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not line:
+            raise RuntimeError(f"the server exited before logging {event!r}")
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == event:
+            return dict(record)
+
+
+@asynccontextmanager
+async def floor_server() -> AsyncIterator[Server]:
+    """The cheapest Python server that reads a request and answers 200."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.floor_server", stdout=asyncio.subprocess.PIPE, cwd=REPO
+    )
+    try:
+        assert process.stdout is not None
+        port = int((await process.stdout.readline()).decode())
+        yield Server("floor", process, port, None)
+    finally:
+        await _stop(process)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def counted(server: Server) -> int | None:
+    """sum(falco_events) on the exporter's /metrics."""
+    if server.metrics_port is None:
+        return None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    body = (await reader.read()).decode()
+    writer.close()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in body.splitlines()
+        if line.startswith("falco_events{")
+    )
+
+
+async def with_wrk(server: Server, seconds: int, script: Path) -> Result:
+    """8 keep-alive connections from wrk for `seconds`."""
+    before = await counted(server)
+    cpu = cpu_seconds(server.process.pid)
+    started = time.monotonic()
+    wrk = await asyncio.create_subprocess_exec(
+        "wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+        f"http://127.0.0.1:{server.port}/", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output = (await wrk.communicate())[0].decode()
+    wall = time.monotonic() - started
+    cpu = cpu_seconds(server.process.pid) - cpu
+    after = await counted(server)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return Result(
+        server.name,
+        "wrk, 8 connections",
+        requests,
+        None if after is None or before is None else after - before,
+        cpu,
+        wall,
+        _wrk_percentile(output, "50%"),
+        _wrk_percentile(output, "99%"),
+    )
+
+
+def _wrk_percentile(output: str, which: str) -> float:
+    match = re.search(rf"{re.escape(which)}\s+([\d.]+)(us|ms|s)\b", output)
+    assert match, output
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def _sequential_posts(port: int, count: int) -> list[float]:
+    """Falco's pattern: one connection, each POST waits for its answer. Round trips (s)."""
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            started = time.perf_counter()
+            connection.sendall(REQUEST)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not _complete(answer):
+                answer += connection.recv(65536)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    return length is not None and len(body) >= int(length.group(1))
+
+
+async def sequential(server: Server, count: int) -> Result:
+    """One connection posting `count` events one after another."""
+    before = await counted(server)
+    cpu = cpu_seconds(server.process.pid)
+    started = time.monotonic()
+    times = await asyncio.to_thread(_sequential_posts, server.port, count)
+    wall = time.monotonic() - started
+    cpu = cpu_seconds(server.process.pid) - cpu
+    after = await counted(server)
+    quantiles = statistics.quantiles(times, n=100)
+    return Result(
+        server.name,
+        "1 connection, sequential",
+        count,
+        None if after is None or before is None else after - before,
+        cpu,
+        wall,
+        quantiles[49] * 1000,
+        quantiles[98] * 1000,
+    )
+
+
+def table(results: list[Result]) -> str:
+    """The Markdown table of docs/performance.md."""
+    floors = {r.load: r.per_cpu_second for r in results if r.server == "floor"}
+    lines = [
+        "| server | load | requests | events per server CPU-s | ratio to floor | req/s | "
+        "p50 ms | p99 ms | counted |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = r.per_cpu_second / floors[r.load] if floors.get(r.load) else 0.0
+        exact = "n/a" if r.counted is None else f"{r.counted} of {r.requests}"
+        lines.append(
+            f"| {r.server} | {r.load} | {r.requests} | {r.per_cpu_second:,.0f} | {ratio:.2f} | "
+            f"{r.requests / r.wall:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {exact} |"
+        )
+    return "\n".join(lines)
+
+
+async def run(seconds: int, count: int, exporter_paths: list[tuple[str, Path]]) -> str:
+    """Every server under both loads; the table."""
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "post.lua"
+        script.write_text(WRK_SCRIPT % EVENT.decode())
+        async with floor_server() as floor:
+            results.append(await with_wrk(floor, seconds, script))
+            results.append(await sequential(floor, count))
+        for name, path in exporter_paths:
+            async with exporter(path) as server:
+                server.name = name
+                results.append(await with_wrk(server, seconds, script))
+                results.append(await sequential(server, count))
+    return table(results)
+
+
+def main() -> None:
+    """Parse the arguments, run, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--sequential", type=int, default=20000)
+    parser.add_argument(
+        "--exporter-path",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout to measure beside this one (repeatable)",
+    )
+    options = parser.parse_args()
+    paths = [("exporter", REPO)] + [(f"exporter at {p}", p) for p in options.exporter_path]
+    print(asyncio.run(run(options.seconds, options.sequential, paths)))
+
+
+if __name__ == "__main__":
+    main()
