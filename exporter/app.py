@@ -221,7 +221,7 @@ class Exporter:
             self._log.warning("shutdown took too long; exiting anyway")
 
     async def _expire_idle_series(self) -> None:
-        """Scrapes expire idle series too; this keeps memory bounded when nobody scrapes."""
+        """The only place series expire: every half TTL (1 s to 1 min), whether scraped or not."""
         interval = min(max(self.config.series_ttl / 2, 1.0), 60.0)
         while True:
             await asyncio.sleep(interval)

@@ -56,12 +56,17 @@ class ExporterCollector(Collector):
             f"{PREFIX}series_evicted", "falco_events series removed after --series-ttl idle."
         )
         evicted.add_metric([], stats.evicted)
+        evicted_events = CounterMetricFamily(
+            f"{PREFIX}series_evicted_events",
+            "Events that were counted in falco_events series since removed by --series-ttl.",
+        )
+        evicted_events.add_metric([], stats.evicted_events)
         folded = CounterMetricFamily(
             f"{PREFIX}events_folded",
             "Events counted in an overflow series because --max-series was reached.",
         )
         folded.add_metric([], stats.folded)
-        yield from (limit, evicted, folded)
+        yield from (limit, evicted, evicted_events, folded)
         if self._discovery is not None:
             yield from self._discovery_families(self._discovery)
         if self._http_input is not None:

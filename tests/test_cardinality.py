@@ -168,16 +168,23 @@ async def test_idle_series_vanish_after_the_ttl_while_active_ones_stay(
     async def pod_counts() -> dict[str, float]:
         return {dict(key)["k8s_pod_name"]: value for key, value in (await scrape(port)).items()}
 
+    async def after_a_sweep() -> dict[str, float]:
+        exporter.counter.expire_idle()  # the periodic sweep's tick, on the test's clock
+        return await pod_counts()
+
     await post_lines(exporter, pods("active", "idle"))
-    assert await pod_counts() == {"active": 1.0, "idle": 1.0}
+    assert await after_a_sweep() == {"active": 1.0, "idle": 1.0}
     clock.now += 300
     await post_lines(exporter, pods("active"))
-    assert await pod_counts() == {"active": 2.0, "idle": 1.0}  # 5 minutes idle: kept
+    assert await after_a_sweep() == {"active": 2.0, "idle": 1.0}  # 5 minutes idle: kept
     clock.now += 301
     await post_lines(exporter, pods("active"))
-    assert await pod_counts() == {"active": 3.0}  # idle for 10 minutes and 1 s: gone
+    assert await pod_counts() == {"active": 3.0, "idle": 1.0}  # a scrape never expires
+    assert await after_a_sweep() == {"active": 3.0}  # idle for 10 minutes and 1 s: gone
     evicted = await scrape(port, "falco_exporter_series_evicted")
     assert list(evicted.values()) == [1.0]
+    evicted_events = await scrape(port, "falco_exporter_series_evicted_events")
+    assert list(evicted_events.values()) == [1.0]
 
     await post_lines(exporter, pods("idle"))  # it fires again: a new series from 1
     assert await pod_counts() == {"active": 3.0, "idle": 1.0}
