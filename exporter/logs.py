@@ -59,4 +59,5 @@ def configure_logging(
     )
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(_LEVELS[level])
+    # Libraries' own debug and info lines (grpc logs per call) are noise here: warnings up.
+    root.setLevel(max(_LEVELS[level], logging.WARNING))
