@@ -163,3 +163,27 @@ def test_prometheus_own_parser_accepts_any_exposition(events: list[dict[str, Any
         text[:500]
     )
     assert sum(parse_metrics(text)["falco_events"].values()) == len(events)
+
+
+@SETTINGS
+@given(
+    st.builds(
+        FalcoEvent,
+        rule=TEXT,
+        priority=st.integers(-3, 12),
+        source=TEXT,
+        hostname=TEXT,
+        tags=st.lists(TEXT, max_size=5),
+        output_fields=st.dictionaries(
+            st.sampled_from(["k8s.ns.name", "k8s.pod.name", "k8smeta.ns.name", "k8smeta.pod.name"])
+            | TEXT,
+            TEXT,
+            max_size=6,
+        ),
+    )
+)
+def test_configured_label_sets_agree_with_the_go_exporter_values(event: FalcoEvent) -> None:
+    """The default hot path and a configured label set give the same value to every label."""
+    configured = build_label_set(with_priority_name=True)
+    values = dict(zip(configured.names, configured.values(event), strict=True))
+    assert tuple(values[name] for name in DEFAULT_LABELS) == go_exporter_labels(event)

@@ -345,3 +345,23 @@ async def test_timeout_logs_loudly_but_never_exits(make_exporter: MakeExporter, 
     assert record["level"] == "error"
     assert record["targets"] == ["unix:///nonexistent/falco.sock"]
     assert (await fetch(f"http://127.0.0.1:{exporter.main_http.port}/livez"))[0] == 200
+
+
+async def test_k8smeta_fields_fill_the_pod_labels_over_grpc(
+    falco: SimulatedFalco, exporter_for: Callable[..., Awaitable[Exporter]]
+) -> None:
+    """The k8smeta plugin's fields name the pod when k8s.* is absent; k8s.* wins otherwise."""
+    exporter = await exporter_for(falco)
+    k8smeta = {"k8smeta.ns.name": "shop", "k8smeta.pod.name": "cart-1"}
+    falco.publish(
+        [
+            response(fields=k8smeta),
+            response(fields={**k8smeta, "k8s.ns.name": "default", "k8s.pod.name": "web-1"}),
+        ]
+    )
+    await counted(exporter, 2)
+    pods = {
+        (dict(key)["k8s_ns_name"], dict(key)["k8s_pod_name"]): value
+        for key, value in (await scrape(exporter.main_http.port)).items()
+    }
+    assert pods == {("shop", "cart-1"): 1.0, ("default", "web-1"): 1.0}
