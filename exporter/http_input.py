@@ -79,12 +79,11 @@ class Request:
 
 @dataclass(frozen=True)
 class Answer:
-    """The status and body to send back; `close` ends the connection after it."""
+    """The status and body to send back; the server decides whether the connection stays."""
 
     status: int
     body: bytes
     content_type: bytes = b"application/json"
-    close: bool = False
 
 
 ACCEPTED_ONE = Answer(200, b'{"accepted":1}')
