@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,30 +143,37 @@ async def counted(server: Server) -> int | None:
     )
 
 
-async def with_wrk(server: Server, seconds: int, script: Path) -> Result:
-    """8 keep-alive connections from wrk for `seconds`."""
+Load = Callable[[], Awaitable[tuple[int, float, float]]]
+
+
+async def measure(server: Server, name: str, load: Load) -> Result:
+    """Run a load (returning requests, p50 ms, p99 ms) and take the server's CPU and count."""
     before = await counted(server)
     cpu = cpu_seconds(server.process.pid)
     started = time.monotonic()
-    wrk = await asyncio.create_subprocess_exec(
-        "wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
-        f"http://127.0.0.1:{server.port}/", stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    output = (await wrk.communicate())[0].decode()
+    requests, p50, p99 = await load()
     wall = time.monotonic() - started
     cpu = cpu_seconds(server.process.pid) - cpu
     after = await counted(server)
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    return Result(
-        server.name,
-        "wrk, 8 connections",
-        requests,
-        None if after is None or before is None else after - before,
-        cpu,
-        wall,
-        _wrk_percentile(output, "50%"),
-        _wrk_percentile(output, "99%"),
-    )
+    growth = None if after is None or before is None else after - before
+    return Result(server.name, name, requests, growth, cpu, wall, p50, p99)
+
+
+async def with_wrk(server: Server, seconds: int, script: Path) -> Result:
+    """8 keep-alive connections from wrk for `seconds`."""
+
+    async def load() -> tuple[int, float, float]:
+        wrk = await asyncio.create_subprocess_exec(
+            "wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+            f"http://127.0.0.1:{server.port}/", stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        output = (await wrk.communicate())[0].decode()
+        requests = re.search(r"(\d+) requests in", output)
+        assert requests, output
+        p50, p99 = _wrk_percentile(output, "50%"), _wrk_percentile(output, "99%")
+        return int(requests.group(1)), p50, p99
+
+    return await measure(server, "wrk, 8 connections", load)
 
 
 def _wrk_percentile(output: str, which: str) -> float:
@@ -199,24 +206,13 @@ def _complete(answer: bytes) -> bool:
 
 async def sequential(server: Server, count: int) -> Result:
     """One connection posting `count` events one after another."""
-    before = await counted(server)
-    cpu = cpu_seconds(server.process.pid)
-    started = time.monotonic()
-    times = await asyncio.to_thread(_sequential_posts, server.port, count)
-    wall = time.monotonic() - started
-    cpu = cpu_seconds(server.process.pid) - cpu
-    after = await counted(server)
-    quantiles = statistics.quantiles(times, n=100)
-    return Result(
-        server.name,
-        "1 connection, sequential",
-        count,
-        None if after is None or before is None else after - before,
-        cpu,
-        wall,
-        quantiles[49] * 1000,
-        quantiles[98] * 1000,
-    )
+
+    async def load() -> tuple[int, float, float]:
+        times = await asyncio.to_thread(_sequential_posts, server.port, count)
+        quantiles = statistics.quantiles(times, n=100)
+        return count, quantiles[49] * 1000, quantiles[98] * 1000
+
+    return await measure(server, "1 connection, sequential", load)
 
 
 def table(results: list[Result]) -> str:

@@ -112,10 +112,8 @@ class HttpInput:
         if reason == "text_output":
             self._warnings.log(reason, "error", TEXT_OUTPUT_FIX, reason=reason, peer=peer)
         else:
-            self._warnings.log(
-                reason, "warning", "refused a POST from Falco", reason=reason, detail=detail,
-                peer=peer,
-            )  # fmt: skip
+            message = "refused a POST from Falco"
+            self._warnings.log(reason, "warning", message, reason=reason, detail=detail, peer=peer)
         status = REASON_STATUS[reason]
         text = TEXT_OUTPUT_FIX if reason == "text_output" else detail
         return Answer(status, f"{text}\n".encode(), b"text/plain; charset=utf-8")
@@ -231,6 +229,9 @@ class _NotJson:
         self.error = error
 
 
+_TOO_DEEP = _NotJson("nested too deeply")
+
+
 def _parse(text: str) -> object:
     """json.loads, with nesting too deep for the parser reported as not JSON."""
     try:
@@ -238,7 +239,7 @@ def _parse(text: str) -> object:
     except ValueError as error:
         return _NotJson(str(error).split(":")[0])
     except RecursionError:
-        return _NotJson("nested too deeply")
+        return _TOO_DEEP
 
 
 def _documents(text: str) -> Iterator[tuple[int, object]]:
@@ -247,11 +248,8 @@ def _documents(text: str) -> Iterator[tuple[int, object]]:
     if isinstance(whole, list):
         yield from ((index + 1, item) for index, item in enumerate(whole))
         return
-    if not isinstance(whole, _NotJson):
-        yield 1, whole
-        return
-    if whole.error == "nested too deeply":
-        yield 1, whole
+    if not isinstance(whole, _NotJson) or whole is _TOO_DEEP:
+        yield 1, whole  # one event, or a body too deep to be read line by line either
         return
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():

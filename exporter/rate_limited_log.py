@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-import structlog
+from structlog.typing import FilteringBoundLogger
 
 DEFAULT_INTERVAL = 60.0
 
@@ -21,11 +20,11 @@ class RateLimitedLog:
 
     def __init__(
         self,
-        logger: Any,  # noqa: ANN401 - a structlog bound logger
+        logger: FilteringBoundLogger,
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._logger: structlog.typing.FilteringBoundLogger = logger
+        self._logger = logger
         self._interval = interval
         self._clock = clock
         self._last: dict[str, float] = {}

@@ -28,6 +28,16 @@ Labels = frozenset[tuple[str, str]]
 STRICT = bool(os.environ.get("CI"))
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (series TTL, log rate limits)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def find_tool(name: str) -> str | None:
     """A command from this interpreter's venv (pinned tools), else from PATH."""
     beside = Path(sys.executable).parent / name

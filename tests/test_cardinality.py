@@ -12,7 +12,7 @@ from exporter.app import Exporter
 from exporter.cli import main
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter
-from tests.support import eventually, labels, response, scrape, total_events
+from tests.support import FakeClock, eventually, labels, response, scrape, total_events
 
 BASE = {
     "hostname": "worker-1",
@@ -142,16 +142,6 @@ def test_bad_label_configuration_exits_2(
     err = capsys.readouterr().err
     assert named in err
     assert "--extra-labels" in err or "--drop-labels" in err
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_idle_series_vanish_after_the_ttl_while_active_ones_stay(

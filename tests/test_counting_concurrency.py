@@ -19,7 +19,7 @@ from exporter.counter import EventCounter
 from exporter.http_input import HttpInput
 from exporter.labels import OVERFLOW_VALUE, build_label_set
 from exporter.targets import TargetState
-from tests.support import parse_metrics, response
+from tests.support import FakeClock, parse_metrics, response
 
 PODS = 120
 EVENTS_PER_READER = 40_000
@@ -36,20 +36,10 @@ def fast_thread_switches() -> Iterator[None]:
     sys.setswitchinterval(interval)
 
 
-class SteppedClock:
-    """The TTL's clock, moved on by the sweeper only."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.usefixtures("fast_thread_switches")
 def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
     """Two gRPC readers and the HTTP input count; the sweep expires; nothing lost or doubled."""
-    clock = SteppedClock()
+    clock = FakeClock()
     counter = EventCounter(build_label_set(), max_series=60, series_ttl=1.0, clock=clock)
     state = TargetState(name="http_input", input="http")
     http_input = HttpInput(counter.shard().add, state, 1 << 20)

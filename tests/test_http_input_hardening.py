@@ -20,7 +20,7 @@ from exporter.app import Exporter
 from exporter.http_input import REASON_STATUS, TEXT_OUTPUT_FIX
 from tests.conftest import LogLines, MakeExporter
 from tests.raw_http import exchange, post_request
-from tests.support import eventually, find_tool, scrape, total_events
+from tests.support import FakeClock, eventually, find_tool, scrape, total_events
 from tests.test_http_input import EVENT, input_url
 
 GOOD = json.dumps(EVENT).encode()
@@ -28,16 +28,6 @@ TEXT_LINE = (
     b"10:15:00.123456789: Error Package management process launched in container "
     b"(user=root command=apt update container_id=5f0b2a1c9d3e)"
 )
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def rejected(exporter: Exporter) -> dict[str, float]:
@@ -112,7 +102,7 @@ async def test_falco_text_output_is_refused_with_the_fix_logged_once_a_minute(
     make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """json_output: false: 400 naming the fix, counted, one error a minute with a count."""
-    clock = Clock()
+    clock = FakeClock()
     exporter = await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
     port = input_port(exporter)
     text = {"Content-Type": "text/plain"}
@@ -251,7 +241,7 @@ async def test_rejections_are_logged_once_a_minute_per_reason(
     make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """A flood of bad POSTs is one warning per reason per minute, carrying the count."""
-    clock = Clock()
+    clock = FakeClock()
     exporter = await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
     port = input_port(exporter)
     for _ in range(30):
