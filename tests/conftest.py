@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
@@ -98,11 +100,17 @@ class LogLines(io.StringIO):
 
 
 @pytest.fixture
-def logs() -> LogLines:
-    """Capture the exporter's structured logs for the test to read."""
+def logs() -> Iterator[LogLines]:
+    """Capture the exporter's structured logs for the test to read; restored afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
     lines = LogLines()
     configure_logging("debug", "json", stream=lines)
-    return lines
+    yield lines
+    structlog.configure(**saved)
+    root.handlers = saved_handlers
+    root.setLevel(saved_level)
 
 
 @pytest.fixture

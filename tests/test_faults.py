@@ -19,7 +19,7 @@ from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of
 from tests.faults import FaultProxy
-from tests.support import eventually, fetch, response, total_events
+from tests.support import eventually, fetch, response, scrape, total_events
 
 
 @pytest.fixture
@@ -121,21 +121,33 @@ async def test_cuts_at_any_moment_never_count_an_event_twice(
     exporter = await exporter_via(proxy, certs, make_exporter)
     await eventually(lambda: ready_is(exporter, 200), message="ready")
     for round_number in range(5):
-        falco.publish(response() for _ in range(2000))
+        falco.publish(response(rule=f"round {round_number}") for _ in range(2000))
         await eventually(lambda: falco.delivered > 0, message="delivery started")
         before = proxy.connections
         proxy.cut()
         await eventually(lambda b=before: proxy.connections > b, message="reconnected")
         await eventually(lambda: falco.queued == 0, message=f"round {round_number} drained")
-        total = await total_events(exporter.main_http.port)
-        assert total <= falco.delivered
-    falco.publish(response() for _ in range(10))
-    after = falco.delivered + 10
+        assert await total_events(exporter.main_http.port) <= falco.delivered
+    rounds = await by_rule(exporter)
+    assert all(rounds[f"round {n}"] <= 2000 for n in range(5) if f"round {n}" in rounds)
+    # Quiet again: N events published now are counted exactly N times.
+    falco.publish(response(rule="after the cuts") for _ in range(10))
 
-    async def counting_again() -> bool:
-        return await total_events(exporter.main_http.port) > 0 and falco.delivered == after
+    async def counted_exactly() -> bool:
+        return (await by_rule(exporter)).get("after the cuts") == 10
 
-    await eventually(counting_again, message="counting after the cuts")
+    await eventually(counted_exactly, message="exactly 10 counted after the cuts")
+    await eventually(lambda: falco.queued == 0, message="the 10 drained")
+    assert (await by_rule(exporter))["after the cuts"] == 10
+
+
+async def by_rule(exporter: Exporter) -> dict[str, float]:
+    """sum by (rule) (falco_events)."""
+    totals: dict[str, float] = {}
+    for key, value in (await scrape(exporter.main_http.port)).items():
+        rule = dict(key)["rule"]
+        totals[rule] = totals.get(rule, 0.0) + value
+    return totals
 
 
 async def test_restart_storm_ends_connected_with_exact_counts(

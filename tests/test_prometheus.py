@@ -253,8 +253,12 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 async def test_every_dashboard_query_runs_against_prometheus(
     falco: SimulatedFalco, exporter_for: Any, prometheus_for: Any
 ) -> None:
-    """Each panel's PromQL evaluates without error on a Prometheus scraping the exporter."""
-    exporter = await exporter_for(falco)
+    """Each panel's PromQL returns data on a Prometheus scraping an exporter in both modes.
+
+    A misspelt metric or label would evaluate without error to nothing, so every query
+    must return at least one sample.
+    """
+    exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
     falco.publish(response_from_json(document) for document in sample_documents())
     prometheus = await prometheus_for(exporter)
 
@@ -268,6 +272,7 @@ async def test_every_dashboard_query_runs_against_prometheus(
     for title, expression in expressions:
         data = await prometheus.api("/api/v1/query", query=expression)  # asserts success
         assert data["resultType"] in {"vector", "scalar"}, title
+        assert data["result"], f"{title}: no data from {expression}"
     by_priority = await prometheus.api(
         "/api/v1/query",
         query=next(e for t, e in expressions if t == "Alert rate by priority"),
