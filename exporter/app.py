@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client import disable_created_metrics, generate_latest
+from prometheus_client import generate_latest
 
 from exporter.cert_watch import watch_files
 from exporter.config import Config
@@ -47,7 +47,6 @@ class Exporter:
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         """`clock` drives the series TTL; tests pass one they control."""
-        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.config = config
         self.counter = EventCounter(
             build_label_set(

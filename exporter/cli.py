@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
-
-# gRPC's C core logs TLS failures to stderr in its own format; the exporter logs
-# them itself, with a hint, as structured lines. GRPC_VERBOSITY still wins if set.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import yaml
 
 from exporter import __version__
 from exporter.config import SETTINGS, Config, ConfigError, flag_name, load_config
+from exporter.process import configure_process
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 
@@ -55,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad configuration)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in _SUBCOMMANDS:
+        configure_process()  # before the simulator imports grpc
         try:
             from exporter.simulator.cli import run_subcommand  # noqa: PLC0415
         except ImportError as error:
@@ -81,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(config: Config) -> int:
     """Run the exporter until SIGTERM or SIGINT; 0 after a clean shutdown."""
-    from exporter.logs import configure_logging  # noqa: PLC0415
-    from exporter.runner import serve_until_signalled  # noqa: PLC0415
+    configure_process(config.log_level, config.log_format)
+    from exporter.runner import serve_until_signalled  # noqa: PLC0415 - imports grpc
 
-    configure_logging(config.log_level, config.log_format)
     return asyncio.run(serve_until_signalled(config))

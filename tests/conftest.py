@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 import structlog
 
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+from exporter.process import configure_process
 
-from exporter.app import Exporter
-from exporter.config import load_config
-from exporter.logs import configure_logging
-from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
-from exporter.simulator.server import ServerTls, SimulatedFalco
-from tests.support import REPO, STRICT
+configure_process("debug", "json")  # as the command line does, before grpc is imported
+
+from exporter.app import Exporter  # noqa: E402
+from exporter.config import load_config  # noqa: E402
+from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set  # noqa: E402
+from exporter.simulator.server import ServerTls, SimulatedFalco  # noqa: E402
+from tests.support import REPO, STRICT  # noqa: E402
 
 MakeExporter = Callable[..., Awaitable[Exporter]]
 
@@ -106,7 +107,7 @@ def logs() -> Iterator[LogLines]:
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     lines = LogLines()
-    configure_logging("debug", "json", stream=lines)
+    configure_process("debug", "json", stream=lines)
     yield lines
     structlog.configure(**saved)
     root.handlers = saved_handlers

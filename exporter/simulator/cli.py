@@ -13,7 +13,6 @@ from pathlib import Path
 import structlog
 
 from exporter.config import ConfigError, load_config
-from exporter.logs import configure_logging
 from exporter.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths, write_cert_set
 from exporter.simulator.certs_cli import run_certs
@@ -80,7 +79,6 @@ def _simulate(args: Sequence[str]) -> int:
     parser.add_argument("--http-ca", type=Path, help="CA that signed the exporter's certificate")
     _events_argument(parser, default_rate=1.0)
     options = parser.parse_args(args)
-    configure_logging()
     if options.http_output:
         return asyncio.run(_run_http_output(options))
     return asyncio.run(_run_simulator(options))
@@ -188,7 +186,6 @@ def _demo(args: Sequence[str]) -> int:
     )
     _events_argument(parser, default_rate=2.0)
     options = parser.parse_args(args)
-    configure_logging()
     return asyncio.run(_run_demo(options))
 
 
