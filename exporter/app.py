@@ -2,14 +2,14 @@
 
 start(): counter -> HTTP up (live, not ready) -> subscriptions, discovery, certificate
          watch -> ready when a target connects (or all do, with --ready-when all).
-stop():  background tasks cancelled -> subscriptions stopped -> HTTP finishes the last
-         scrape and closes.
+stop():  background tasks cancelled -> HTTP input closed -> subscriptions stopped -> HTTP
+         finishes the last scrape and closes; the phases share one deadline.
+`async with Exporter(config)` does both: the one way every command runs an exporter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -37,9 +37,12 @@ from exporter.labels import build_label_set
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
 from exporter.targets import TargetState, static_targets
+from exporter.tasks import cancel_and_wait
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
 SHUTDOWN_TIMEOUT = 4.0
+# A shutdown phase reached after the deadline still gets this long to clean up.
+_LAST_CHANCE = 0.1
 
 
 class Exporter:
@@ -191,33 +194,45 @@ class Exporter:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(work))
 
-    async def stop(self) -> None:
-        """Stop reading from Falco, then let HTTP answer the last scrape and close."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        if self.input_http is not None:
-            await self.input_http.stop()
-        await self.subscriptions.stop()
-        await self.probes_http.stop()
-        await self.main_http.stop()
-
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then shut down within SHUTDOWN_TIMEOUT."""
-        await self.start()
-        await self.run_until(stop)
-
-    async def run_until(self, stop: asyncio.Event) -> None:
-        """Once started: wait for `stop`, then shut down within SHUTDOWN_TIMEOUT."""
-        await stop.wait()
-        self._log.info("shutting down")
+    async def __aenter__(self) -> Exporter:
+        """Start; if starting fails half-way, what did start is stopped before the error."""
         try:
-            await asyncio.wait_for(self.stop(), SHUTDOWN_TIMEOUT)
-        except TimeoutError:
-            self._log.warning("shutdown took too long; exiting anyway")
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        """Stop within SHUTDOWN_TIMEOUT, every phase cleaned up."""
+        self._log.info("shutting down")
+        await self.stop()
+
+    async def stop(self, grace: float = SHUTDOWN_TIMEOUT) -> None:
+        """Stop reading from Falco, then let HTTP answer the last scrape and close.
+
+        The phases share one deadline, as uvicorn's shutdown does: each gets what is left
+        of it; one that overruns is cancelled and the next still runs, with at least
+        _LAST_CHANCE, so every listener is closed even after a stuck phase.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        phases: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+            ("background tasks", self._cancel_tasks),
+            *([("HTTP input", self.input_http.stop)] if self.input_http else []),
+            ("subscriptions", self.subscriptions.stop),
+            ("probes listener", self.probes_http.stop),
+            ("metrics listener", self.main_http.stop),
+        ]
+        for name, phase in phases:
+            try:
+                await asyncio.wait_for(phase(), max(deadline - loop.time(), _LAST_CHANCE))
+            except TimeoutError:
+                self._log.warning("shutdown phase took too long; cut short", phase=name)
+
+    async def _cancel_tasks(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
 
     async def _expire_idle_series(self) -> None:
         """The only place series expire: every half TTL (1 s to 1 min), whether scraped or not."""

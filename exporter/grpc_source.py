@@ -33,10 +33,11 @@ from exporter import falco_api
 from exporter.backoff import Backoff
 from exporter.counter import EventSink
 from exporter.durations import format_duration
+from exporter.errors import CertificateFilesError
 from exporter.falcopb import version_pb2
 from exporter.grpc_errors import describe
 from exporter.grpc_event import decode_response, event_from_response
-from exporter.targets import CertificateFilesError, Target, TargetState
+from exporter.targets import Target, TargetState
 
 TRANSPORTS = ("get", "sub")
 

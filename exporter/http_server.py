@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from exporter.config import parse_listen_address
+from exporter.errors import CertificateFilesError
 from exporter.exposition import CONTENT_TYPE
 
 _SHUTDOWN_TIMEOUT = 2.0
@@ -79,11 +80,23 @@ def _readiness_handler(
 
 
 def server_ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
-    """TLS for /metrics; with a CA, scrapers must present a certificate it signed."""
+    """TLS for a listener; with a CA, clients must present a certificate it signed.
+
+    A file that is not what it should be raises CertificateFilesError naming it.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise CertificateFilesError(
+            f"certificate {cert} with key {key}: {error.strerror or error} "
+            "(not PEM, or the key does not belong to the certificate)"
+        ) from None
     if ca:
-        context.load_verify_locations(ca)
+        try:
+            context.load_verify_locations(ca)
+        except (ssl.SSLError, OSError) as error:
+            raise CertificateFilesError(f"CA {ca}: {error.strerror or error}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 

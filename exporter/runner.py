@@ -1,29 +1,59 @@
-"""Run an Exporter in the foreground of a process until a signal stops it."""
+"""Run an Exporter in the foreground of a process: the one driver the commands share."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import Config
+from exporter.errors import CertificateFilesError
 from exporter.signals import stop_on_signals
+from exporter.tasks import cancel_and_wait
+
+# What runs beside the exporter until the stop (the demo's feeder, for one).
+Companion = Callable[[Exporter], Coroutine[Any, Any, object]]
+
+
+async def serve(config: Config, stop: asyncio.Event, companion: Companion | None = None) -> int:
+    """Serve until `stop` is set; the exit status: 0, 1 if a port cannot be bound, 2 for bad
+    certificates. A companion that fails sets `stop`, and is cancelled before the exporter
+    stops.
+    """
+    log = structlog.get_logger("app")
+    status = 0
+    try:
+        async with Exporter(config) as exporter:
+            beside = asyncio.create_task(companion(exporter)) if companion else None
+            if beside is not None:
+                beside.add_done_callback(lambda _task: stop.set())
+            await stop.wait()
+            if beside is not None and beside.done() and not beside.cancelled():
+                failure = beside.exception()
+                if failure is not None:
+                    log.error("stopping: the task beside the exporter failed", error=str(failure))
+                    status = 1
+            if beside is not None:
+                await cancel_and_wait(beside)
+    except CertificateFilesError as error:
+        log.error("cannot load a certificate", error=str(error))  # noqa: TRY400 - no traceback
+        return 2
+    except OSError as error:
+        log.error("cannot serve HTTP", error=str(error))  # noqa: TRY400 - no traceback wanted
+        return 1
+    return status
 
 
 async def serve_until_signalled(config: Config) -> int:
-    """Exit status: 0 after a clean stop, 1 when a port cannot be bound."""
+    """The exporter command: serve until SIGTERM or SIGINT."""
     log = structlog.get_logger("app")
     log.info("starting falco-exporter", version=__version__, config=config.effective())
     stop = asyncio.Event()
-    exporter = Exporter(config)
     with stop_on_signals(stop):
-        try:
-            await exporter.serve(stop)
-        except OSError as error:
-            log.error("cannot serve HTTP", error=str(error))  # noqa: TRY400 - no traceback wanted
-            await exporter.stop()
-            return 1
-    log.info("stopped")
-    return 0
+        status = await serve(config, stop)
+    log.info("stopped", status=status)
+    return status

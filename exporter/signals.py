@@ -15,7 +15,7 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Install the handlers for the block's duration and restore the defaults after."""
+    """Install the handlers for the block's duration, then restore the ones there before."""
     loop = asyncio.get_running_loop()
     log = structlog.get_logger("signals")
 
@@ -26,10 +26,12 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
         log.info("signal received; stopping", signal=signum.name)
         stop.set()
 
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
     for signum in _SIGNALS:
         loop.add_signal_handler(signum, handle, signum)
     try:
         yield
     finally:
-        for signum in _SIGNALS:
-            loop.remove_signal_handler(signum)
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)  # resets to SIG_DFL
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

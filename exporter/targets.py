@@ -9,10 +9,7 @@ from pathlib import Path
 import grpc
 
 from exporter.config import Config, split_host_port
-
-
-class CertificateFilesError(Exception):
-    """A client certificate, key or CA file could not be read; the message names it."""
+from exporter.errors import CertificateFilesError
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Any
 
+import pytest
+
+from exporter.signals import stop_on_signals
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter
+from tests.conftest import LogLines, MakeExporter
 from tests.support import eventually, fetch, parse_metrics, response
 
 
@@ -71,3 +76,31 @@ async def test_landing_page_links_to_metrics(make_exporter: MakeExporter) -> Non
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     assert 'href="metrics"' in body
+
+
+async def test_a_shutdown_phase_cut_short_still_closes_every_listener(
+    make_exporter: MakeExporter, logs: LogLines
+) -> None:
+    """A request that never finishes holds the HTTP input's phase; the listeners still close."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    assert exporter.input_http is not None
+    _reader, writer = await asyncio.open_connection("127.0.0.1", exporter.input_http.port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    await writer.drain()
+    await eventually(lambda: bool(exporter.input_http and exporter.input_http.connections))
+    await exporter.stop(grace=0.05)
+    writer.close()
+    assert [r["phase"] for r in logs.matching("shutdown phase took too long; cut short")] == [
+        "HTTP input"
+    ]
+    for port in (exporter.main_http.port, exporter.probes_http.port):
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_signal_handlers_are_restored_after_the_block() -> None:
+    """stop_on_signals gives SIGINT and SIGTERM back as it found them."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with stop_on_signals(asyncio.Event()):
+        pass
+    assert {signum: signal.getsignal(signum) for signum in before} == before

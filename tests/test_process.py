@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from tests.support import eventually, fetch, scrape
@@ -192,3 +193,19 @@ async def test_malformed_posts_leave_stderr_empty_and_stdout_json() -> None:
     records = [json.loads(line) for line in stdout.splitlines()]
     refused = {r["reason"] for r in records if r.get("event") == "refused a POST from Falco"}
     assert refused == {reason for *_, reason in MALFORMED for reason in reason.split("+")}
+
+
+async def test_a_certificate_that_is_not_pem_exits_2_naming_it(tmp_path: Path) -> None:
+    """A garbage certificate for /metrics: one JSON error line naming the file, exit 2."""
+    garbage = tmp_path / "server.crt"
+    garbage.write_text("garbage\n")
+    async with running(
+        "--server-cert", str(garbage), "--server-key", str(garbage), *LOCAL_PORTS,
+        "--log-format", "json",
+    ) as exporter:  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(exporter.process.communicate(), 30)
+    assert exporter.process.returncode == 2
+    assert stderr == b""
+    [error] = [r for r in map(json.loads, stdout.splitlines()) if r["level"] == "error"]
+    assert error["event"] == "cannot load a certificate"
+    assert str(garbage) in error["error"]

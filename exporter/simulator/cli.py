@@ -7,8 +7,9 @@ import asyncio
 import ssl
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -19,6 +20,7 @@ from exporter.simulator.certs_cli import run_certs
 from exporter.simulator.events import bundled_events_path, load_documents, load_responses
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import ServerTls, SimulatedFalco, replay
+from exporter.tasks import cancel_and_wait
 
 
 def run_subcommand(name: str, args: Sequence[str]) -> int:
@@ -114,8 +116,7 @@ async def _run_http_output(options: argparse.Namespace) -> int:
         )
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({poster, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        poster.cancel()
-        stopping.cancel()
+        await cancel_and_wait(poster, stopping)
     log.info("simulated Falco stopped")
     return 0
 
@@ -159,7 +160,7 @@ async def _run_simulator(options: argparse.Namespace) -> int:
             replay(falco, messages, rate=options.rate, loop=not options.once)
         )
         await stop.wait()
-        feeder.cancel()
+        await cancel_and_wait(feeder)
         await falco.stop()
     log.info("simulated Falco stopped", delivered=falco.delivered)
     return 0
@@ -191,6 +192,7 @@ def _demo(args: Sequence[str]) -> int:
 
 async def _run_demo(options: argparse.Namespace) -> int:
     from exporter.app import Exporter  # noqa: PLC0415
+    from exporter.runner import serve  # noqa: PLC0415
 
     log = structlog.get_logger("demo")
     ports = {
@@ -219,40 +221,36 @@ async def _run_demo(options: argparse.Namespace) -> int:
             if falco is not None:
                 await falco.stop()
             return 2
-        exporter = Exporter(config)
-        stop = asyncio.Event()
-        with stop_on_signals(stop):
-            await exporter.start()
-            feeder: asyncio.Task[object]
+        events = options.events or bundled_events_path()
+
+        async def feed(exporter: Exporter) -> object:
+            work: Coroutine[Any, Any, object]
             if falco is not None:
-                feeder = asyncio.create_task(
-                    replay(
-                        falco,
-                        load_responses(options.events or bundled_events_path()),
-                        rate=options.rate,
-                        loop=not options.once,
-                    )
-                )
                 path = f"simulated Falco {falco.address} -> mutual TLS gRPC"
+                work = replay(
+                    falco, load_responses(events), rate=options.rate, loop=not options.once
+                )
             else:
                 assert exporter.input_http is not None
                 url = f"http://127.0.0.1:{exporter.input_http.port}/"
-                feeder = asyncio.create_task(
-                    post_events(
-                        url,
-                        load_documents(options.events or bundled_events_path()),
-                        rate=options.rate,
-                        loop=not options.once,
-                    )
-                )
                 path = f"simulated Falco -> JSON POSTs to {url}"
+                work = post_events(
+                    url, load_documents(events), rate=options.rate, loop=not options.once
+                )
             log.info(
                 f"demo running: {path} -> falco-exporter; Ctrl-C stops both",
                 metrics=f"http://localhost:{exporter.main_http.port}/metrics",
             )
-            await exporter.run_until(stop)
-            feeder.cancel()
-            if falco is not None:
-                await falco.stop()
+            await work
+            await asyncio.Event().wait()  # with --once: keep serving what was sent
+            return None
+
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            status = await serve(config, stop, feed)
+        if falco is not None:
+            await falco.stop()
+        if status:
+            return status
     log.info("demo stopped")
     return 0
