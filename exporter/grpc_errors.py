@@ -6,8 +6,17 @@ the details text; users need to know which file or setting to fix.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import grpc
-import grpc.aio
+
+
+class StatusError(Protocol):
+    """What a failed call carries: grpc.RpcError, sync or aio."""
+
+    def code(self) -> object: ...
+    def details(self) -> str | None: ...
+
 
 # (substring of the details, hint), first match wins.
 _HINTS: tuple[tuple[str, str], ...] = (
@@ -52,11 +61,13 @@ _CODE_HINTS = {
 }
 
 
-def describe(error: grpc.aio.AioRpcError) -> tuple[str, str]:
+def describe(error: StatusError) -> tuple[str, str]:
     """(reason, hint): the status code in lower case, and what to check."""
     code = error.code()
+    assert isinstance(code, grpc.StatusCode)
     details = error.details() or ""
+    reason = code.name.lower()
     for needle, hint in _HINTS:
         if needle in details:
-            return code.name.lower(), hint
-    return code.name.lower(), _CODE_HINTS.get(code, "")
+            return reason, hint
+    return reason, _CODE_HINTS.get(code, "")

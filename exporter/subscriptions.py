@@ -50,9 +50,11 @@ class Subscriptions:
         """Start subscribing to target, unless a target of that name already runs."""
         if target.name in self._running:
             return False
-        state = TargetState(name=target.name, ever_connected=self.any_connected)
+        state = TargetState(name=target.name)
         shard = self._counter.shard()
-        subscription = GrpcSubscription(target, state, shard.add, self._settings)
+        subscription = GrpcSubscription(
+            target, state, shard.add, self._settings, self.any_connected
+        )
         task = asyncio.create_task(subscription.run(), name=f"subscription {target.name}")
         self._running[target.name] = _Running(target, state, subscription, shard, task, discovered)
         if discovered:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,4 +107,3 @@ class TargetState:
     last_event_time: float = 0.0
     falco_version: str = ""
     connection_errors: dict[str, int] = field(default_factory=dict)
-    ever_connected: asyncio.Event = field(default_factory=asyncio.Event)

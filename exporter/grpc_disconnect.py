@@ -1,0 +1,49 @@
+"""Why a connection to Falco ended: one typed value, built from one table.
+
+The reader returns a Disconnect for every end of a connection; the subscription decides
+from its fields alone what to count, how loudly to log and whether to reset the backoff,
+so no reason is ever compared as a string twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.grpc_errors import StatusError, describe
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """The end of one connection attempt, and what follows from it."""
+
+    reason: str  # the `reason` label of falco_exporter_connection_errors_total
+    detail: str  # for the log line: what happened and what to check
+    level: str  # the log level of the line
+    counts_as_error: bool  # counted in falco_exporter_connection_errors_total
+    resets_backoff: bool  # reconnect at once, the backoff back to its first delay
+
+
+# reason: (log level, counts as an error, resets the backoff)
+_KINDS: dict[str, tuple[str, bool, bool]] = {
+    "stream_ended": ("info", False, False),  # Falco ended the stream (restart, reload)
+    "certificate_rotation": ("info", False, True),  # new client files: connect with them
+    "stalled": ("warning", True, False),  # an open call silent too long: half-open
+    "certificate_files": ("error", True, False),  # a client file cannot be read
+    "internal_error": ("error", True, False),  # a bug of ours; logged with its traceback
+}
+# Every gRPC status: its code's name is the reason.
+_RPC_KIND = ("warning", True, False)
+
+
+def disconnect(reason: str, detail: str) -> Disconnect:
+    """The Disconnect of a reason of the table."""
+    level, counts, resets = _KINDS[reason]
+    return Disconnect(reason, detail, level, counts, resets)
+
+
+def rpc_disconnect(error: StatusError) -> Disconnect:
+    """The Disconnect of a failed gRPC call: its status code, and a hint where one helps."""
+    reason, hint = describe(error)
+    detail = (error.details() or "") + (f" ({hint})" if hint else "")
+    level, counts, resets = _RPC_KIND
+    return Disconnect(reason, detail, level, counts, resets)
