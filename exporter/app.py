@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,7 +20,7 @@ from prometheus_client import generate_latest
 from exporter.cert_watch import watch_files
 from exporter.config import Config
 from exporter.counter import EventCounter
-from exporter.discovery import DnsDiscovery, static_addresses
+from exporter.discovery import DnsDiscovery
 from exporter.durations import format_duration
 from exporter.grpc_source import SubscriptionSettings
 from exporter.http_input import HttpInput
@@ -36,7 +35,7 @@ from exporter.http_server import (
 from exporter.labels import build_label_set
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
-from exporter.targets import TargetState, static_targets
+from exporter.targets import ClientTlsFiles, TargetState, static_targets, tcp_targets
 from exporter.tasks import cancel_and_wait
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
@@ -73,9 +72,11 @@ class Exporter:
         self._static = static_targets(config)
         self.discovery = (
             DnsDiscovery(
-                config,
+                config.discover_dns,
+                config.discover_interval,
+                tcp_targets(config),
                 self.subscriptions.reconcile_discovered,
-                lambda: static_addresses(self._static),
+                self._static,
             )
             if config.discover_dns
             else None
@@ -176,10 +177,7 @@ class Exporter:
         if self.discovery is not None:
             self._spawn(self.discovery.run())
         if self.config.uses_tcp:
-            files = [
-                Path(p)
-                for p in (self.config.client_cert, self.config.client_key, self.config.client_ca)
-            ]
+            files = list(ClientTlsFiles.of(self.config).paths)
             self._spawn(
                 watch_files(
                     files, self.config.certificate_check_interval, self.subscriptions.reconnect_all

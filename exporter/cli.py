@@ -10,7 +10,14 @@ from collections.abc import Sequence
 import yaml
 
 from exporter import __version__
-from exporter.config import SETTINGS, Config, ConfigError, flag_name, load_config
+from exporter.config import (
+    SETTINGS,
+    Config,
+    ConfigError,
+    flag_name,
+    load_config,
+    shown_default,
+)
 from exporter.process import configure_process
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
@@ -42,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if repeatable else "store",
             default=argparse.SUPPRESS,
             metavar=setting.metadata["metavar"],
-            help=f"{setting.metadata['help']} (default: {setting.default!r})",
+            help=f"{setting.metadata['help']} (default: {shown_default(setting)})",
         )
     return parser
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,11 @@ from typing import Any
 
 import yaml
 
-from exporter.durations import format_duration, parse_duration
+from exporter import setting_values as values
+from exporter.addresses import parse_listen_address
+from exporter.durations import format_duration
 from exporter.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
+from exporter.tls_files import check_ca, check_key_pair
 
 ENV_PREFIX = "FALCO_EXPORTER_"
 
@@ -30,193 +32,38 @@ class ConfigError(Exception):
     """Invalid configuration. str() is the whole message for the user."""
 
 
-Parser = Callable[[object], Any]
-
-
-def _text(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise ValueError(f"expected a string, got {type(raw).__name__}")
-    return raw
-
-
-def _port(raw: object) -> int:
-    number = _integer(raw)
-    if not 1 <= number <= 65535:
-        raise ValueError(f"{number} is not a port (1-65535)")
-    return number
-
-
-def _integer(raw: object) -> int:
-    if isinstance(raw, bool):
-        raise ValueError("expected a whole number, got a boolean")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str):
-        try:
-            return int(raw.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"{raw!r} is not a whole number")
-
-
-def _duration(raw: object) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("expected a duration, got a boolean")
-    seconds = float(raw) if isinstance(raw, int | float) else parse_duration(_text(raw))
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def _positive_duration(raw: object) -> float:
-    seconds = _duration(raw)
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-def _optional_listen_address(raw: object) -> str:
-    text = _text(raw).strip()
-    if text:
-        parse_listen_address(text)
-    return text
-
-
-def _listen_address(raw: object) -> str:
-    parse_listen_address(_text(raw))
-    return _text(raw)
-
-
-def _text_list(raw: object) -> tuple[str, ...]:
-    """A YAML list, a repeated flag, or comma-separated text (environment)."""
-    items = raw if isinstance(raw, list | tuple) else [raw]
-    values: list[str] = []
-    for item in items:
-        values.extend(part.strip() for part in _text(item).split(",") if part.strip())
-    return tuple(values)
-
-
-def _hostnames(raw: object) -> tuple[str, ...]:
-    values = _text_list(raw)
-    for value in values:
-        split_host_port(value, default_port=1)
-    return values
-
-
-def _targets(raw: object) -> tuple[str, ...]:
-    values = _text_list(raw)
-    for value in values:
-        if not value.startswith("unix://"):
-            split_host_port(value, default_port=None)
-    return values
-
-
-def _dns_name(raw: object) -> str:
-    value = _text(raw).strip()
-    if value:
-        split_host_port(value, default_port=None)
-    return value
-
-
-def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
-    """("falco", 5060) from "falco:5060", "falco" (with a default port) or "[fd00::1]:5060"."""
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise ValueError(f"{text!r} has no host name")
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"{text!r} needs a port (host:port)")
-        return host, default_port
-    return host, _port(port_text)
-
-
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
-
-
-def _size(raw: object) -> int:
-    """Bytes from 1048576, "1MiB", "512KiB" or "2MB"."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        number, unit = float(raw), ""
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", _text(raw))
-        if match is None or match.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"{raw!r} is not a size (examples: 1048576, 1MiB, 512KiB)")
-        number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * _SIZE_UNITS[unit])
-    if size < 1:
-        raise ValueError("must be at least 1 byte")
-    return size
-
-
-def _boolean(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = _text(raw).strip().lower()
-    if text in {"true", "yes", "1", "on"}:
-        return True
-    if text in {"false", "no", "0", "off"}:
-        return False
-    raise ValueError(f"{raw!r} is not true or false")
-
-
-def _count(raw: object) -> int:
-    number = _integer(raw)
-    if number < 0:
-        raise ValueError("cannot be negative")
-    return number
-
-
-def _label_map(raw: object) -> tuple[tuple[str, str], ...]:
-    """A YAML mapping, or name=field pairs (repeated flag, or commas in the environment)."""
-    if isinstance(raw, dict):
-        pairs = [(str(name), _text(value)) for name, value in raw.items()]
-    else:
-        pairs = []
-        for item in _text_list(raw):
-            name, sep, value = item.partition("=")
-            if not sep or not name.strip() or not value.strip():
-                raise ValueError(f"{item!r} is not label_name=output.field")
-            pairs.append((name.strip(), value.strip()))
-    return tuple(pairs)
-
-
-def _choice(*choices: str) -> Parser:
-    def parse(raw: object) -> str:
-        value = _text(raw).strip().lower()
-        if value not in choices:
-            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def parse_listen_address(text: str) -> tuple[str | None, int]:
-    """Host and port of ":9376", "0.0.0.0:9376", "[::1]:9376"; host None means every interface."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"{text!r} is not host:port (example: :9376)")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{text!r} has no port number (example: :9376)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{port} is not a port (0-65535)")
-    host = host.strip("[]")
-    return (host or None), port
+def _as_yaml(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _setting(
     default: Any,  # noqa: ANN401
-    parse: Parser,
+    parse: values.Parser,
     help_text: str,
     metavar: str = "VALUE",
+    to_yaml: Callable[[Any], object] = _as_yaml,
 ) -> Any:  # noqa: ANN401 - a dataclass field
-    return field(default=default, metadata={"parse": parse, "help": help_text, "metavar": metavar})
+    """A field that carries how to parse it, describe it and write it back as YAML."""
+    metadata = {"parse": parse, "help": help_text, "metavar": metavar, "to_yaml": to_yaml}
+    return field(default=default, metadata=metadata)
+
+
+def _duration(default: float, help_text: str, *, may_be_zero: bool = False) -> Any:  # noqa: ANN401
+    """A duration setting: Go's form (30s, 2m) in and out."""
+    parse = values.duration if may_be_zero else values.positive_duration
+    return _setting(default, parse, help_text, "DURATION", format_duration)
+
+
+def shown_default(setting: dataclasses.Field[Any]) -> str:
+    """A setting's default as the README writes it: 30s, 1MiB, none, false."""
+    value = setting.metadata["to_yaml"](setting.default)
+    if value in ([], {}):
+        return "none"
+    if value == "":
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -225,178 +72,170 @@ class Config:
 
     client_socket: str = _setting(
         "unix:///run/falco/falco.sock",
-        _text,
+        values.string,
         "Falco's gRPC unix socket, used when --client-hostname is empty",
         "URL",
     )
     client_hostname: tuple[str, ...] = _setting(
         (),
-        _hostnames,
+        values.hostnames,
         "Falco's gRPC host, or host:port; repeat for several Falcos; "
         "non-empty switches to TCP with mutual TLS",
         "HOST",
     )
-    client_port: int = _setting(5060, _port, "Falco's gRPC TCP port", "PORT")
+    client_port: int = _setting(5060, values.port, "Falco's gRPC TCP port", "PORT")
     client_cert: str = _setting(
-        "/etc/falco/certs/client.crt", _text, "client certificate for mutual TLS to Falco", "PATH"
+        "/etc/falco/certs/client.crt",
+        values.string,
+        "client certificate for mutual TLS to Falco",
+        "PATH",
     )
     client_key: str = _setting(
-        "/etc/falco/certs/client.key", _text, "client private key for mutual TLS to Falco", "PATH"
+        "/etc/falco/certs/client.key",
+        values.string,
+        "client private key for mutual TLS to Falco",
+        "PATH",
     )
     client_ca: str = _setting(
-        "/etc/falco/certs/ca.crt", _text, "CA that signed Falco's server certificate", "PATH"
+        "/etc/falco/certs/ca.crt",
+        values.string,
+        "CA that signed Falco's server certificate",
+        "PATH",
     )
     targets: tuple[str, ...] = _setting(
         (),
-        _targets,
+        values.targets,
         "more Falcos to subscribe to, as host:port or unix:///path; repeatable",
         "TARGET",
     )
     discover_dns: str = _setting(
         "",
-        _dns_name,
+        values.dns_name,
         "NAME:PORT of a headless Service; subscribe to every address it resolves to",
         "NAME:PORT",
     )
-    discover_interval: float = _setting(
-        30.0, _positive_duration, "how often --discover-dns resolves the name again", "DURATION"
-    )
+    discover_interval: float = _duration(30.0, "how often --discover-dns resolves the name again")
     ready_when: str = _setting(
         "any",
-        _choice("any", "all"),
+        values.choice("any", "all"),
         "ready when any Falco target is connected, or only when all are",
         "any|all",
     )
-    certificate_check_interval: float = _setting(
-        5.0,
-        _positive_duration,
-        "how often the client certificate files are checked for changes (rotation)",
-        "DURATION",
+    certificate_check_interval: float = _duration(
+        5.0, "how often the client certificate files are checked for changes (rotation)"
     )
     client_tls_server_name: str = _setting(
         "",
-        _text,
+        values.string,
         "name to verify in Falco's certificate when Falco is reached by another name or an IP",
         "NAME",
     )
     listen_address: str = _setting(
-        ":9376", _listen_address, "address serving /metrics, /livez, /readyz and /", "ADDR"
+        ":9376", values.listen_address, "address serving /metrics, /livez, /readyz and /", "ADDR"
     )
     probes_listen_address: str = _setting(
-        ":19376", _listen_address, "address serving /liveness and /readiness", "ADDR"
+        ":19376", values.listen_address, "address serving /liveness and /readiness", "ADDR"
     )
     server_ca: str = _setting(
         "",
-        _text,
+        values.string,
         "CA for client certificates on /metrics (requires scrapers to present one)",
         "PATH",
     )
-    server_cert: str = _setting("", _text, "certificate to serve /metrics over TLS", "PATH")
-    server_key: str = _setting("", _text, "private key to serve /metrics over TLS", "PATH")
+    server_cert: str = _setting("", values.string, "certificate to serve /metrics over TLS", "PATH")
+    server_key: str = _setting("", values.string, "private key to serve /metrics over TLS", "PATH")
     http_input_address: str = _setting(
         "",
-        _optional_listen_address,
+        values.optional_listen_address,
         "address to accept Falco's http_output POSTs on, e.g. :2801 (off when empty)",
         "ADDR",
     )
     http_input_cert: str = _setting(
-        "", _text, "certificate to serve the HTTP input over TLS", "PATH"
+        "", values.string, "certificate to serve the HTTP input over TLS", "PATH"
     )
-    http_input_key: str = _setting("", _text, "private key for the HTTP input's TLS", "PATH")
+    http_input_key: str = _setting(
+        "", values.string, "private key for the HTTP input's TLS", "PATH"
+    )
     http_input_ca: str = _setting(
         "",
-        _text,
+        values.string,
         "CA for client certificates on the HTTP input (Falco's http_output.mtls)",
         "PATH",
     )
     http_input_max_body: int = _setting(
-        1024 * 1024, _size, "largest POST body accepted, after gzip decompression", "SIZE"
+        1024 * 1024,
+        values.size,
+        "largest POST body accepted, after gzip decompression",
+        "SIZE",
+        values.format_size,
     )
-    http_input_read_timeout: float = _setting(
+    http_input_read_timeout: float = _duration(
         10.0,
-        _positive_duration,
         "a request's headers and body must arrive within this; else 408 and the "
         "connection is closed",
-        "DURATION",
     )
-    http_input_idle_timeout: float = _setting(
-        300.0,
-        _positive_duration,
-        "close a keep-alive connection of the HTTP input after this long without a request",
-        "DURATION",
+    http_input_idle_timeout: float = _duration(
+        300.0, "close a keep-alive connection of the HTTP input after this long without a request"
     )
     drop_labels: tuple[str, ...] = _setting(
         (),
-        _text_list,
+        values.text_list,
         "default labels to leave out of falco_events, e.g. k8s_pod_name",
         "LABEL",
     )
     extra_labels: tuple[tuple[str, str], ...] = _setting(
         (),
-        _label_map,
+        values.label_map,
         "more labels from output fields, as label_name=output.field (YAML: a mapping); repeatable",
         "NAME=FIELD",
+        dict,
     )
     priority_name_label: bool = _setting(
-        False, _boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
+        False, values.boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
     )
     max_series: int = _setting(
         10_000,
-        _count,
+        values.count,
         "most falco_events series; past it new series are folded into overflow series "
         "(0: no limit)",
         "N",
     )
-    series_ttl: float = _setting(
-        0.0,
-        _duration,
-        "remove a series that has not grown for this long (0: never)",
-        "DURATION",
+    series_ttl: float = _duration(
+        0.0, "remove a series that has not grown for this long (0: never)", may_be_zero=True
     )
-    timeout: float = _setting(
+    timeout: float = _duration(
         120.0,
-        _duration,
-        "log an error if not connected to Falco after this long (0: never); never exits",
-        "DURATION",
+        "log an error if no gRPC target is connected after this long (0: never); never exits",
+        may_be_zero=True,
     )
     transport: str = _setting(
         "get",
-        _choice("get", "sub"),
+        values.choice("get", "sub"),
         "how to read Falco's queue: `get` drains it repeatedly (fastest), `sub` holds one stream",
-        "NAME",
+        "get|sub",
     )
-    poll_interval: float = _setting(
-        0.05,
-        _positive_duration,
-        "how often to ask Falco's subscription for queued events while idle",
-        "DURATION",
+    poll_interval: float = _duration(
+        0.05, "how often to ask Falco's subscription for queued events while idle"
     )
-    reconnect_backoff_initial: float = _setting(
-        0.5, _positive_duration, "first reconnect delay cap (jittered)", "DURATION"
+    reconnect_backoff_initial: float = _duration(0.5, "first reconnect delay cap (jittered)")
+    reconnect_backoff_max: float = _duration(30.0, "largest reconnect delay (jittered)")
+    keepalive_time: float = _duration(
+        10.0, "gRPC keepalive ping interval on the connection to Falco"
     )
-    reconnect_backoff_max: float = _setting(
-        30.0, _positive_duration, "largest reconnect delay (jittered)", "DURATION"
-    )
-    keepalive_time: float = _setting(
-        10.0,
-        _positive_duration,
-        "gRPC keepalive ping interval on the connection to Falco",
-        "DURATION",
-    )
-    keepalive_timeout: float = _setting(
-        5.0,
-        _positive_duration,
-        "how long to wait for a keepalive answer before reconnecting",
-        "DURATION",
+    keepalive_timeout: float = _duration(
+        5.0, "how long to wait for a keepalive answer before reconnecting"
     )
     log_level: str = _setting(
-        "info", _choice("debug", "info", "warning", "error"), "log level", "LEVEL"
+        "info",
+        values.choice("debug", "info", "warning", "error"),
+        "log level",
+        "debug|info|warning|error",
     )
     log_format: str = _setting(
         "auto",
-        _choice("auto", "json", "console"),
+        values.choice("auto", "json", "console"),
         "json, console, or auto (JSON unless stdout is a terminal)",
-        "FORMAT",
+        "auto|json|console",
     )
 
     @property
@@ -412,13 +251,7 @@ class Config:
         """The settings as YAML would write them, durations in Go form."""
         values: dict[str, object] = {}
         for setting in dataclasses.fields(self):
-            value = getattr(self, setting.name)
-            is_duration = setting.metadata["metavar"] == "DURATION"
-            if is_duration:
-                value = format_duration(value)
-            if setting.name == "extra_labels":
-                value = dict(value)
-            values[setting.name] = list(value) if isinstance(value, tuple) else value
+            values[setting.name] = setting.metadata["to_yaml"](getattr(self, setting.name))
         return values
 
 
@@ -492,6 +325,7 @@ def _check(config: Config, origins: Mapping[str, str]) -> None:
     if config.uses_tcp:
         for key in ("client_cert", "client_key", "client_ca"):
             _require_readable(getattr(config, key), origins[key], "TLS to Falco over TCP")
+        _check_certificates(config, origins, "client")
     _check_labels(config, origins)
     _check_tls_files(config, origins, "server", "TLS on /metrics")
     _check_tls_files(config, origins, "http_input", "TLS on the HTTP input")
@@ -542,6 +376,21 @@ def _check_tls_files(
     for key, path in files.items():
         if path:
             _require_readable(path, origins[key], needed_for)
+    _check_certificates(config, origins, prefix)
+
+
+def _check_certificates(config: Config, origins: Mapping[str, str], prefix: str) -> None:
+    """Load the set as TLS will: a bad file is named by its flag now, not at a handshake."""
+    cert, key, ca = (f"{prefix}_cert", f"{prefix}_key", f"{prefix}_ca")
+    try:
+        check_key_pair(getattr(config, cert), getattr(config, key))
+    except ValueError as error:
+        raise ConfigError(f"{origins[cert]} and {origins[key]}: {error}") from None
+    if getattr(config, ca):
+        try:
+            check_ca(getattr(config, ca))
+        except ValueError as error:
+            raise ConfigError(f"{origins[ca]}: {error}") from None
 
 
 def _require_readable(path: str, origin: str, needed_for: str) -> None:

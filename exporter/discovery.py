@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from exporter.config import Config, split_host_port
+from exporter.addresses import join_host_port, split_host_port
 from exporter.durations import format_duration
-from exporter.targets import Target, tcp_target
+from exporter.targets import Target, TcpTargetFactory
 
 _LOOKUP_TIMEOUT = 10.0
 
@@ -39,23 +39,29 @@ class DnsDiscovery:
 
     def __init__(
         self,
-        config: Config,
+        name: str,
+        interval: float,
+        make_target: TcpTargetFactory,
         apply: Callable[[list[Target]], Awaitable[None]],
-        covered_by_static: Callable[[], Awaitable[set[str]]],
+        static: list[Target],
     ) -> None:
-        self._host, self._port = split_host_port(config.discover_dns, default_port=None)
-        self._config = config
+        """`name` is NAME:PORT; addresses that a `static` target resolves to are left to it."""
+        self._host, self._port = split_host_port(name, default_port=None)
+        self._interval = interval
+        self._make_target = make_target
         self._apply = apply
-        self._covered_by_static = covered_by_static
-        self.state = DiscoveryState(name=config.discover_dns)
-        self._log = structlog.get_logger("discovery").bind(dns=config.discover_dns)
+        self._static = [target for target in static if target.tls is not None]
+        self._covered: set[str] = set()
+        self.state = DiscoveryState(name=name)
+        self._log = structlog.get_logger("discovery").bind(dns=name)
         self._known: set[str] | None = None
+        self._last_addresses: set[str] | None = None
 
     async def run(self) -> None:
         """Look up, apply, sleep; forever."""
         while True:
             await self.refresh()
-            await asyncio.sleep(self._config.discover_interval)
+            await asyncio.sleep(self._interval)
 
     async def refresh(self) -> None:
         """One lookup; on failure keep the current targets and say so."""
@@ -66,18 +72,20 @@ class DnsDiscovery:
             self._log.warning(
                 "DNS lookup failed; keeping the current targets",
                 error=str(error) or type(error).__name__,
-                next_lookup_in=format_duration(self._config.discover_interval),
+                next_lookup_in=format_duration(self._interval),
             )
             return
         self.state.lookups_ok += 1
         self.state.last_success_time = time.time()
         self.state.addresses = len(addresses)
-        covered = await self._covered_by_static()
+        if addresses != self._last_addresses:
+            # Only a change of the answer can meet a static target anew: resolve them then.
+            self._covered = await static_addresses(self._static)
+            self._last_addresses = addresses
         targets = [
-            tcp_target(address, self._port, self._config, server_name=self._host)
-            for address in sorted(addresses)
+            self._make_target(address, self._port, self._host) for address in sorted(addresses)
         ]
-        targets = [target for target in targets if target.name not in covered]
+        targets = [target for target in targets if target.name not in self._covered]
         if {t.name for t in targets} != self._known:
             self._log.info(
                 "DNS lookup changed the targets", targets=[target.name for target in targets]
@@ -105,8 +113,5 @@ async def static_addresses(targets: list[Target]) -> set[str]:
             addresses = await asyncio.wait_for(resolve(host, port), _LOOKUP_TIMEOUT)
         except (OSError, TimeoutError, UnicodeError):
             continue
-        covered.update(
-            f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-            for address in addresses
-        )
+        covered.update(join_host_port(address, port) for address in addresses)
     return covered

@@ -27,7 +27,7 @@ from http import HTTPStatus
 import httptools
 import structlog
 
-from exporter.config import parse_listen_address
+from exporter.addresses import parse_listen_address
 from exporter.http_input import ACCEPTED_ONE, Answer, HttpInput, Request
 
 _STATUS_LINES = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from exporter.config import parse_listen_address
+from exporter.addresses import parse_listen_address
 from exporter.errors import CertificateFilesError
 from exporter.exposition import CONTENT_TYPE
 

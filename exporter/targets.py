@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
-from exporter.config import Config, split_host_port
+from exporter.addresses import join_host_port, split_host_port
+from exporter.config import Config
 from exporter.errors import CertificateFilesError
 
 
@@ -18,6 +20,16 @@ class ClientTlsFiles:
     cert: Path
     key: Path
     ca: Path
+
+    @classmethod
+    def of(cls, config: Config) -> ClientTlsFiles:
+        """The client certificate files every TCP target uses: the one place they are named."""
+        return cls(Path(config.client_cert), Path(config.client_key), Path(config.client_ca))
+
+    @property
+    def paths(self) -> tuple[Path, Path, Path]:
+        """The three files, for the rotation watch."""
+        return (self.cert, self.key, self.ca)
 
     def credentials(self) -> grpc.ChannelCredentials:
         """Read the files now, so a rotated Secret is picked up on the next reconnect."""
@@ -49,20 +61,23 @@ class Target:
     tls_server_name: str = ""
 
 
-def client_tls(config: Config) -> ClientTlsFiles:
-    """The client certificate files every TCP target uses."""
-    return ClientTlsFiles(Path(config.client_cert), Path(config.client_key), Path(config.client_ca))
+# (host, port, the name Falco's certificate is expected to carry) -> Target
+TcpTargetFactory = Callable[[str, int, str], Target]
 
 
-def tcp_target(host: str, port: int, config: Config, server_name: str = "") -> Target:
-    """A Falco reached over TCP with mutual TLS; `name` is host:port ([v6]:port)."""
-    name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Target(
-        name=name,
-        address=name,
-        tls=client_tls(config),
-        tls_server_name=config.client_tls_server_name or server_name,
-    )
+def tcp_targets(config: Config) -> TcpTargetFactory:
+    """Makes the targets reached over TCP with mutual TLS, named host:port ([v6]:port).
+
+    --client-tls-server-name, when set, wins over the name the caller expects.
+    """
+    tls = ClientTlsFiles.of(config)
+    override = config.client_tls_server_name
+
+    def make(host: str, port: int, server_name: str = "") -> Target:
+        name = join_host_port(host, port)
+        return Target(name=name, address=name, tls=tls, tls_server_name=override or server_name)
+
+    return make
 
 
 def static_targets(config: Config) -> list[Target]:
@@ -72,16 +87,17 @@ def static_targets(config: Config) -> list[Target]:
     except with the HTTP input on, which then is the only source (HTTP-only mode).
     """
     targets: dict[str, Target] = {}
+    tcp_target = tcp_targets(config)
     for entry in config.client_hostname:
         host, port = split_host_port(entry, default_port=config.client_port)
-        target = tcp_target(host.lower(), port, config)
+        target = tcp_target(host.lower(), port, "")
         targets.setdefault(target.name, target)
     for entry in config.targets:
         if entry.startswith("unix://"):
             targets.setdefault(entry, Target(name=entry, address=entry))
         else:
             host, port = split_host_port(entry, default_port=None)
-            target = tcp_target(host.lower(), port, config)
+            target = tcp_target(host.lower(), port, "")
             targets.setdefault(target.name, target)
     if not targets and not config.discover_dns and not config.http_input_address:
         targets[config.client_socket] = Target(

@@ -12,7 +12,7 @@ import yaml
 from exporter.cli import main
 from exporter.config import Config, ConfigError, load_config
 from exporter.durations import parse_duration
-from exporter.simulator.certs import CertPaths
+from exporter.simulator.certs import CertPaths, write_cert_set
 
 GO_EXPORTER_DEFAULTS = {
     "client_socket": "unix:///run/falco/falco.sock",
@@ -179,3 +179,61 @@ def test_python_dash_m_reports_bad_config_with_status_2() -> None:
 def test_go_durations(text: str, seconds: float) -> None:
     """Durations are written as the Go exporter's flags took them."""
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.fixture(scope="module")
+def other_pair(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
+    """A second certificate set, from another CA."""
+    return write_cert_set(tmp_path_factory.mktemp("other"))
+
+
+@pytest.mark.parametrize("prefix", ["client", "server", "http_input"])
+@pytest.mark.parametrize(
+    ("case", "named", "problem"),
+    [
+        ("garbage certificate", "cert", "not a PEM certificate"),
+        ("key of another pair", "cert", "the key does not belong to the certificate"),
+        ("certificate and key swapped", "cert", "not a PEM certificate"),
+        ("garbage CA", "ca", "not a PEM CA certificate"),
+    ],
+)
+def test_certificates_that_tls_would_refuse_are_refused_at_start_up(
+    tmp_path: Path,
+    certs: CertPaths,
+    other_pair: CertPaths,
+    prefix: str,
+    case: str,
+    named: str,
+    problem: str,
+) -> None:
+    """Every certificate set is loaded as TLS loads it: the error names the flag and file."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("garbage\n")
+    cert, key, ca = {
+        "garbage certificate": (garbage, certs.client_key, certs.ca),
+        "key of another pair": (certs.client_cert, other_pair.client_key, certs.ca),
+        "certificate and key swapped": (certs.client_key, certs.client_cert, certs.ca),
+        "garbage CA": (certs.client_cert, certs.client_key, garbage),
+    }[case]
+    flags = {f"{prefix}_cert": str(cert), f"{prefix}_key": str(key), f"{prefix}_ca": str(ca)}
+    if prefix == "client":
+        flags["client_hostname"] = "falco"
+    with pytest.raises(ConfigError) as error:
+        load_config(flags, environ={})
+    message = str(error.value)
+    assert message.startswith(f"--{prefix.replace('_', '-')}-{named}")
+    assert problem in message
+    assert str(cert if named == "cert" else ca) in message
+
+
+def test_help_shows_defaults_as_the_readme_writes_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Durations, sizes, empty lists and booleans in the README's form, not Python's."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 2m)", "(default: 50ms)", "(default: 1MiB)", "(default: none)"):
+        assert shown in text
+    for python_form in ("(default: ())", "(default: 120.0)", "(default: False)", "1048576"):
+        assert python_form not in text

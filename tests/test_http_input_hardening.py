@@ -18,7 +18,8 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.http_input import REASON_STATUS, TEXT_OUTPUT_FIX
-from tests.conftest import LogLines, MakeExporter
+from exporter.simulator.certs import CertPaths
+from tests.conftest import LogLines, MakeExporter, client_flags
 from tests.raw_http import exchange, post_request
 from tests.support import FakeClock, eventually, find_tool, scrape, total_events
 from tests.test_http_input import EVENT, input_url
@@ -256,19 +257,18 @@ async def test_rejections_are_logged_once_a_minute_per_reason(
 
 
 async def test_timeout_is_about_grpc_targets_only(
-    make_exporter: MakeExporter, logs: LogLines
+    make_exporter: MakeExporter, logs: LogLines, certs: CertPaths
 ) -> None:
     """With the HTTP input alone nothing waits to connect: no 'not connected' error."""
     await make_exporter(http_input_address="127.0.0.1:0", timeout="50ms")
-    unreachable = {"client_cert": __file__, "client_key": __file__, "client_ca": __file__}
-    await make_exporter(client_hostname="127.0.0.1:1", timeout="50ms", **unreachable)
+    await make_exporter(timeout="50ms", **client_flags(certs, "127.0.0.1:1"))
 
     def grpc_one_logged() -> bool:
         return bool(logs.matching("not connected to Falco yet; still retrying"))
 
     await eventually(grpc_one_logged, message="the gRPC exporter's --timeout error")
     errors = logs.matching("not connected to Falco yet; still retrying")
-    assert [e["targets"] for e in errors] == [["127.0.0.1:1"]]
+    assert [e["targets"] for e in errors] == [["localhost:1"]]
 
 
 async def test_k8smeta_fields_fill_the_pod_labels_when_k8s_fields_are_absent(
