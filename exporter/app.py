@@ -35,7 +35,7 @@ from exporter.http_server import (
 from exporter.labels import build_label_set
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
-from exporter.targets import ClientTlsFiles, TargetState, static_targets, tcp_targets
+from exporter.targets import ClientTlsFiles, static_targets, tcp_targets
 from exporter.tasks import cancel_and_wait
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
@@ -82,11 +82,10 @@ class Exporter:
             else None
         )
         self.http_input: HttpInput | None = None
-        self.input_http: HttpInputServer | None = None
+        self.http_input_server: HttpInputServer | None = None
         if config.http_input_address:
             self.http_input = HttpInput(
                 self.counter.shard().add,
-                TargetState(name="http_input", input="http"),
                 config.http_input_max_body,
                 clock,
             )
@@ -97,7 +96,7 @@ class Exporter:
                 if config.http_input_cert
                 else None
             )
-            self.input_http = HttpInputServer(
+            self.http_input_server = HttpInputServer(
                 self.http_input,
                 config.http_input_address,
                 input_ssl,
@@ -106,7 +105,7 @@ class Exporter:
             )
         self._registry = build_registry(
             ExporterCollector(
-                self.input_states,
+                self.subscriptions.states,
                 self.counter,
                 self.discovery.state if self.discovery else None,
                 self.http_input,
@@ -123,6 +122,8 @@ class Exporter:
         self.probes_http = HttpListener(
             build_probes_app(self.readiness), config.probes_listen_address
         )
+        # Decided once: with the HTTP input and no gRPC target, there is nothing to connect.
+        self._http_only = self.http_input is not None and not self._static and not self.discovery
         self._tasks: list[asyncio.Task[None]] = []
         self._log = structlog.get_logger("app")
 
@@ -131,24 +132,17 @@ class Exporter:
         text = self.counter.render() + generate_latest(self._registry).decode("utf-8")
         return text.encode("utf-8", "replace")
 
-    def input_states(self) -> list[TargetState]:
-        """Every Falco target's state, and the HTTP input's."""
-        states = self.subscriptions.states()
-        if self.http_input is not None:
-            states.append(self.http_input.state)
-        return states
-
     def readiness(self) -> Readiness:
         """Ready while any target is connected (or all, with --ready-when all).
 
         With only the HTTP input there is no connection to lose: ready once it listens.
         """
-        states = self.subscriptions.states()
-        if self.http_input is not None and not self._static and self.discovery is None:
-            listening = self.input_http is not None and self.input_http.listening
+        if self._http_only:
+            listening = self.http_input_server is not None and self.http_input_server.listening
             return Readiness(
                 ready=listening, detail=f"HTTP input {'listening' if listening else 'starting'}\n"
             )
+        states = self.subscriptions.states()
         connected = sum(1 for state in states if state.connected)
         needed = len(states) if self.config.ready_when == "all" else 1
         lines = [f"{s.name} {'connected' if s.connected else 'disconnected'}" for s in states]
@@ -163,13 +157,13 @@ class Exporter:
         """Serve HTTP (live, not yet ready), then start subscribing."""
         await self.main_http.start()
         await self.probes_http.start()
-        if self.input_http is not None:
-            await self.input_http.start()
+        if self.http_input_server is not None:
+            await self.http_input_server.start()
         self._log.info(
             "serving HTTP",
             metrics_port=self.main_http.port,
             probes_port=self.probes_http.port,
-            http_input_port=self.input_http.port if self.input_http else None,
+            http_input_port=self.http_input_server.port if self.http_input_server else None,
             tls=self.config.server_cert != "",
         )
         for target in self._static:
@@ -217,7 +211,7 @@ class Exporter:
         deadline = loop.time() + grace
         phases: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
             ("background tasks", self._cancel_tasks),
-            *([("HTTP input", self.input_http.stop)] if self.input_http else []),
+            *([("HTTP input", self.http_input_server.stop)] if self.http_input_server else []),
             ("subscriptions", self.subscriptions.stop),
             ("probes listener", self.probes_http.stop),
             ("metrics listener", self.main_http.stop),

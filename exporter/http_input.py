@@ -26,7 +26,9 @@ import structlog
 from exporter.counter import EventSink
 from exporter.json_event import EventFormatError, event_from_json
 from exporter.rate_limited_log import RateLimitedLog
-from exporter.targets import TargetState
+
+# The HTTP input's name in the self-metrics' `target` label.
+TARGET_NAME = "http_input"
 
 PATHS = frozenset({"/", "/events"})
 _MAX_REPORTED_LINES = 20
@@ -65,6 +67,14 @@ _DECOMPRESSORS: dict[bytes, int] = {
 }
 
 
+@dataclass
+class InputCounts:
+    """What the input received, for the self-metrics: plain numbers, no lock per event."""
+
+    events: int = 0
+    last_event_time: float = 0.0
+
+
 @dataclass(frozen=True)
 class Request:
     """What the server read of one request."""
@@ -95,12 +105,11 @@ class HttpInput:
     def __init__(
         self,
         sink: EventSink,
-        state: TargetState,
         max_body: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sink = sink
-        self.state = state
+        self.counts = InputCounts()
         self.max_body = max_body
         self.rejected: dict[str, int] = dict.fromkeys(REASON_STATUS, 0)
         self._log = structlog.get_logger("http_input")
@@ -193,8 +202,8 @@ class HttpInput:
         if not accepted and not problems:
             problems.append((1, "empty", "empty body"))
         if accepted:
-            self.state.events += accepted
-            self.state.last_event_time = time.time()
+            self.counts.events += accepted
+            self.counts.last_event_time = time.time()
         return accepted, problems
 
 

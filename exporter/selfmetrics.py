@@ -1,6 +1,7 @@
 """The exporter's own metrics (prefix falco_exporter_), read at scrape time.
 
-Sources keep plain numbers in TargetState; this collector turns them into metric
+Sources keep plain numbers (TargetState per gRPC target, the HTTP input's InputCounts);
+this collector turns them into metric
 families when Prometheus scrapes, so the per-event path never touches a lock.
 """
 
@@ -17,7 +18,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.counter import EventCounter
 from exporter.discovery import DiscoveryState
-from exporter.http_input import HttpInput
+from exporter.http_input import TARGET_NAME, HttpInput
 from exporter.targets import TargetState
 
 PREFIX = "falco_exporter_"
@@ -41,7 +42,7 @@ class ExporterCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """Build the families from the current state."""
         targets = list(self._targets())
-        yield from self._target_families(targets)
+        yield from self._target_families(targets, self._http_input)
         series = GaugeMetricFamily(
             f"{PREFIX}falco_events_series", "Current number of falco_events series."
         )
@@ -104,7 +105,9 @@ class ExporterCollector(Collector):
         yield from (lookups, addresses)
 
     @staticmethod
-    def _target_families(targets: Sequence[TargetState]) -> Iterator[Metric]:
+    def _target_families(
+        targets: Sequence[TargetState], http_input: HttpInput | None
+    ) -> Iterator[Metric]:
         received = CounterMetricFamily(
             f"{PREFIX}events_received",
             "Falco events received, by target and input.",
@@ -141,10 +144,8 @@ class ExporterCollector(Collector):
             labels=["target", "version"],
         )
         for state in targets:
-            received.add_metric([state.name, state.input], state.events)
+            received.add_metric([state.name, "grpc"], state.events)
             last_event.add_metric([state.name], state.last_event_time)
-            if state.input != "grpc":
-                continue
             decode_errors.add_metric([state.name], state.decode_errors)
             connected.add_metric([state.name], 1 if state.connected else 0)
             reconnects.add_metric([state.name], state.reconnects)
@@ -152,6 +153,9 @@ class ExporterCollector(Collector):
                 errors.add_metric([state.name, reason], count)
             if state.falco_version:
                 version.add_metric([state.name, state.falco_version], 1)
+        if http_input is not None:
+            received.add_metric([TARGET_NAME, "http"], http_input.counts.events)
+            last_event.add_metric([TARGET_NAME], http_input.counts.last_event_time)
         yield from (received, decode_errors, connected, reconnects, errors, last_event, version)
 
 

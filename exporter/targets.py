@@ -115,7 +115,6 @@ class TargetState:
     """
 
     name: str
-    input: str = "grpc"
     connected: bool = False
     events: int = 0
     decode_errors: int = 0

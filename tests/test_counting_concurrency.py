@@ -18,7 +18,6 @@ import pytest
 from exporter.counter import EventCounter
 from exporter.http_input import HttpInput
 from exporter.labels import OVERFLOW_VALUE, build_label_set
-from exporter.targets import TargetState
 from tests.support import FakeClock, parse_metrics, response
 
 PODS = 120
@@ -41,8 +40,7 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
     """Two gRPC readers and the HTTP input count; the sweep expires; nothing lost or doubled."""
     clock = FakeClock()
     counter = EventCounter(build_label_set(), max_series=60, series_ttl=1.0, clock=clock)
-    state = TargetState(name="http_input", input="http")
-    http_input = HttpInput(counter.shard().add, state, 1 << 20)
+    http_input = HttpInput(counter.shard().add, 1 << 20)
     done = threading.Event()
     evicted_by_sweep = 0
     sweeps = 0

@@ -25,7 +25,6 @@ from exporter.grpc_event import decode_response, event_from_response
 from exporter.http_input import HttpInput, Request
 from exporter.json_event import EventFormatError, event_from_json
 from exporter.labels import DEFAULT_LABELS, build_label_set, go_exporter_labels
-from exporter.targets import TargetState
 from tests.support import parse_metrics
 
 TEXT = st.text(max_size=300)
@@ -106,14 +105,13 @@ def test_any_json_document_is_an_event_or_a_clear_refusal(
 def test_any_http_body_is_answered(body: bytes) -> None:
     """Any POST body: the answer's accepted count is what was counted; a 400 counts a reason."""
     counter = EventCounter()
-    state = TargetState(name="http_input", input="http")
-    http_input = HttpInput(counter.shard().add, state, 1 << 20)
+    http_input = HttpInput(counter.shard().add, 1 << 20)
     answer = http_input.handle(Request(b"POST", b"/", b"application/json", b"", body, "fuzz"))
     try:
         accepted = json.loads(answer.body)["accepted"]
     except (ValueError, KeyError):
         accepted = 0  # a refusal of the whole body, in plain text
-    assert state.events == accepted
+    assert http_input.counts.events == accepted
     assert sum(parse_metrics(counter.render())["falco_events"].values()) == accepted
     assert (answer.status == 200) == (sum(http_input.rejected.values()) == 0)
 

@@ -83,11 +83,13 @@ async def test_a_shutdown_phase_cut_short_still_closes_every_listener(
 ) -> None:
     """A request that never finishes holds the HTTP input's phase; the listeners still close."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    assert exporter.input_http is not None
-    _reader, writer = await asyncio.open_connection("127.0.0.1", exporter.input_http.port)
+    assert exporter.http_input_server is not None
+    _reader, writer = await asyncio.open_connection("127.0.0.1", exporter.http_input_server.port)
     writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
     await writer.drain()
-    await eventually(lambda: bool(exporter.input_http and exporter.input_http.connections))
+    await eventually(
+        lambda: bool(exporter.http_input_server and exporter.http_input_server.connections)
+    )
     await exporter.stop(grace=0.05)
     writer.close()
     assert [r["phase"] for r in logs.matching("shutdown phase took too long; cut short")] == [

@@ -62,8 +62,8 @@ def running_exporter() -> Iterator[Running]:
         holder["stop"] = stop
         holder["loop"] = asyncio.get_running_loop()
         await exporter.start()
-        assert exporter.input_http is not None
-        ports.extend([exporter.input_http.port, exporter.main_http.port])
+        assert exporter.http_input_server is not None
+        ports.extend([exporter.http_input_server.port, exporter.main_http.port])
         ready.set()
         await stop.wait()
         await exporter.stop()

@@ -38,8 +38,8 @@ async def http_exporter(make_exporter: MakeExporter) -> Exporter:
 
 def input_url(exporter: Exporter, path: str = "/") -> str:
     """Where Falco's http_output.url would point."""
-    assert exporter.input_http is not None
-    return f"http://127.0.0.1:{exporter.input_http.port}{path}"
+    assert exporter.http_input_server is not None
+    return f"http://127.0.0.1:{exporter.http_input_server.port}{path}"
 
 
 async def post(url: str, body: bytes | str, **kwargs: Any) -> tuple[int, str]:

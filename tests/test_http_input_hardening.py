@@ -38,8 +38,8 @@ async def rejected(exporter: Exporter) -> dict[str, float]:
 
 
 def input_port(exporter: Exporter) -> int:
-    assert exporter.input_http is not None
-    return exporter.input_http.port
+    assert exporter.http_input_server is not None
+    return exporter.http_input_server.port
 
 
 async def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -320,9 +320,9 @@ async def test_two_replicas_round_robin_lose_nothing_while_one_restarts(
 
     async def restart_second() -> tuple[float, Exporter]:
         await halfway.wait()
-        assert second.input_http is not None
-        port = second.input_http.port
-        await second.input_http.stop()
+        assert second.http_input_server is not None
+        port = second.http_input_server.port
+        await second.http_input_server.stop()
         counted = await total_events(second.main_http.port)
         await second.stop()
         replacement = await make_exporter(http_input_address=f"127.0.0.1:{port}")

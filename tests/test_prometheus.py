@@ -43,11 +43,13 @@ def free_port() -> int:
 
 
 class Prometheus:
-    """A Prometheus server process scraping one target every second."""
+    """A Prometheus server process scraping one target and evaluating rules every second."""
 
-    def __init__(self, workdir: Path, target_port: int) -> None:
+    def __init__(self, workdir: Path, target_port: int, extra_config: str = "") -> None:
+        """`extra_config` is appended to prometheus.yml (rule files, Alertmanagers)."""
         self.workdir = workdir
         self.target_port = target_port
+        self.extra_config = extra_config
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
 
@@ -55,9 +57,9 @@ class Prometheus:
         """Write the config and start; wait until /-/ready answers 200."""
         config = self.workdir / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: falco-exporter\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{self.target_port}']\n"
+            f"      - targets: ['127.0.0.1:{self.target_port}']\n" + self.extra_config
         )
         self.port = free_port()
         with (self.workdir / "prometheus.log").open("wb") as log:
@@ -206,8 +208,8 @@ async def test_prometheus_sees_events_that_arrived_by_http(
     """Falco 0.44+: alerts POSTed to the HTTP input are queryable in Prometheus the same way."""
     documents = sample_documents()
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    assert exporter.input_http is not None
-    url = f"http://127.0.0.1:{exporter.input_http.port}/"
+    assert exporter.http_input_server is not None
+    url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
     assert await post_events(url, documents, rate=0, loop=False) == len(documents)
     prometheus = await prometheus_for(exporter)
     expected = sum(

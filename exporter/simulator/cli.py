@@ -231,8 +231,8 @@ async def _run_demo(options: argparse.Namespace) -> int:
                     falco, load_responses(events), rate=options.rate, loop=not options.once
                 )
             else:
-                assert exporter.input_http is not None
-                url = f"http://127.0.0.1:{exporter.input_http.port}/"
+                assert exporter.http_input_server is not None
+                url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
                 path = f"simulated Falco -> JSON POSTs to {url}"
                 work = post_events(
                     url, load_documents(events), rate=options.rate, loop=not options.once
