@@ -381,3 +381,20 @@ def test_central_http_input_is_highly_available() -> None:
     pause = container(documents)["lifecycle"]["preStop"]["sleep"]["seconds"]
     grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
     assert pause + SHUTDOWN_TIMEOUT < grace
+
+
+def test_every_alert_has_a_runbook_section_and_a_scope() -> None:
+    """runbook_url names a heading of docs/runbooks.md; `scope` routes pod, rule or exporter."""
+    rules = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
+    headings = {
+        line.lstrip("#").strip().lower()
+        for line in (REPO / "docs" / "runbooks.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+            assert path == "docs/runbooks.md", rule["alert"]
+            assert anchor == rule["alert"].lower()
+            assert anchor in headings, rule["alert"]
+            assert rule["labels"]["scope"] in {"pod", "rule", "exporter"}

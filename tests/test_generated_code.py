@@ -56,3 +56,22 @@ def test_dashboard_is_up_to_date(tmp_path: Path) -> None:
     """deploy/grafana/ is what tools/gen_dashboard.py writes; run it when this fails."""
     stale = stale_files("gen_dashboard.py", REPO / "deploy" / "grafana", tmp_path)
     assert not stale, f"stale dashboard files {stale}: run tools/gen_dashboard.py"
+
+
+def test_alert_rules_are_up_to_date(tmp_path: Path) -> None:
+    """Both rules files are what tools/gen_rules.py writes; run it when this fails."""
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_rules.py"), str(tmp_path)],
+        check=True,
+        timeout=120,
+    )
+    committed = {
+        "falco-exporter-rules.yaml": REPO / "deploy" / "prometheus",
+        "prometheusrule.yaml": REPO / "deploy" / "k8s" / "rules",
+    }
+    stale = [
+        name
+        for name, folder in committed.items()
+        if (folder / name).read_bytes() != (tmp_path / name).read_bytes()
+    ]
+    assert not stale, f"stale rules files {stale}: run tools/gen_rules.py"

@@ -1,0 +1,239 @@
+"""One Falco event to one notification: the exporter, a real Prometheus with the shipped rules,
+a real Alertmanager (Debian's prometheus-alertmanager), and a webhook receiver in the test.
+
+This is what an on-call engineer relies on: a single `curl` in a pod is paged, and the page
+resolves once it is over. The exporter runs with a short --series-ttl so that the series
+leaves /metrics and the alert resolves within the test; in production it resolves once the
+rule's window (5 minutes) has passed without a new event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from exporter.simulator.server import SimulatedFalco
+from tests.conftest import MakeExporter
+from tests.support import REPO, eventually, fetch, response
+from tests.test_http_input import EVENT, input_url, post
+from tests.test_prometheus import Prometheus, free_port
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+if not (ALERTMANAGER and shutil.which("prometheus")):
+    if os.environ.get("REQUIRE_PROMETHEUS"):
+        raise RuntimeError("REQUIRE_PROMETHEUS is set but Prometheus or Alertmanager is missing")
+    pytest.skip("prometheus and prometheus-alertmanager are not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.prometheus
+
+RULES = REPO / "deploy" / "prometheus" / "falco-exporter-rules.yaml"
+# Generous: a deadline, not a target. The measured figures are in docs/deploy.md, step 6.
+NOTIFIED_WITHIN = 60.0
+
+
+class Receiver:
+    """A webhook receiver: every notification Alertmanager posts, with when it arrived."""
+
+    def __init__(self) -> None:
+        self.alerts: list[tuple[float, dict[str, Any]]] = []
+        self.changed = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Keep each alert of the notification."""
+        body = await request.json()
+        arrived = time.monotonic()
+        self.alerts.extend((arrived, alert) for alert in body["alerts"])
+        self.changed.set()
+        return web.Response(text="ok")
+
+    def first(self, status: str, **labels: str) -> tuple[float, dict[str, Any]] | None:
+        """The first alert received in that status whose labels include `labels`."""
+        for arrived, alert in self.alerts:
+            if alert["status"] == status and labels.items() <= alert["labels"].items():
+                return arrived, alert
+        return None
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, int]]:
+    """The webhook receiver on a free loopback port."""
+    sink = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", sink.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield sink, int(runner.addresses[0][1])
+    await runner.cleanup()
+
+
+class Alertmanager:
+    """A real Alertmanager posting every group at once, resolved notifications included."""
+
+    def __init__(self, workdir: Path, webhook_port: int) -> None:
+        self.workdir = workdir
+        self.webhook_port = webhook_port
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Write the config, start, wait for /-/ready."""
+        config = self.workdir / "alertmanager.yml"
+        config.write_text(
+            "route:\n  receiver: hook\n  group_by: [alertname, rule, k8s_pod_name]\n"
+            "  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+            "receivers:\n  - name: hook\n    webhook_configs:\n"
+            f"      - url: http://127.0.0.1:{self.webhook_port}/hook\n        send_resolved: true\n"
+        )
+        assert ALERTMANAGER is not None
+        with (self.workdir / "alertmanager.log").open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                ALERTMANAGER,
+                f"--config.file={config}",
+                f"--storage.path={self.workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+
+        async def ready() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                log = (self.workdir / "alertmanager.log").read_text()
+                raise AssertionError(f"alertmanager exited:\n{log[-2000:]}")
+            try:
+                return (await fetch(f"http://127.0.0.1:{self.port}/-/ready"))[0] == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(ready, timeout=60, interval=0.1, message="Alertmanager ready")
+
+    async def stop(self) -> None:
+        """Terminate and reap."""
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+@pytest.fixture
+async def alerting(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator[Any]:
+    """Start Alertmanager, then a Prometheus with the shipped rules that scrapes an exporter."""
+    sink, webhook_port = receiver
+    manager = Alertmanager(tmp_path, webhook_port)
+    await manager.start()
+    started: list[Prometheus] = []
+
+    async def start(metrics_port: int) -> Receiver:
+        """Return once Prometheus has scraped the exporter: an event sent then is seen."""
+        server = Prometheus(
+            tmp_path,
+            metrics_port,
+            f"rule_files: ['{RULES}']\n"
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['127.0.0.1:{manager.port}']\n",
+        )
+        started.append(server)
+        await server.start()
+
+        async def scraped() -> bool:
+            result = await server.api("/api/v1/query", query='up{job="falco-exporter"} == 1')
+            return bool(result["result"])
+
+        await eventually(scraped, timeout=60, interval=0.1, message="the first scrape")
+        return sink
+
+    yield start
+    for server in started:
+        await server.stop()
+    await manager.stop()
+
+
+async def notified_then_resolved(
+    sink: Receiver, sent_at: float, **labels: str
+) -> tuple[float, float]:
+    """Seconds from the event to its notification, and to its resolution."""
+
+    def firing() -> bool:
+        return sink.first("firing", **labels) is not None
+
+    await eventually(firing, timeout=NOTIFIED_WITHIN, interval=0.1, message=f"firing {labels}")
+    fired = sink.first("firing", **labels)
+    assert fired is not None
+
+    def resolved() -> bool:
+        return sink.first("resolved", **labels) is not None
+
+    await eventually(resolved, timeout=NOTIFIED_WITHIN, interval=0.1, message=f"resolved {labels}")
+    done = sink.first("resolved", **labels)
+    assert done is not None
+    return fired[0] - sent_at, done[0] - sent_at
+
+
+async def test_one_event_posted_by_http_pages_once_and_resolves(
+    make_exporter: MakeExporter, alerting: Any
+) -> None:
+    """One Warning event of a new rule for one pod: a notification naming rule, priority, pod."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0", series_ttl="3s")
+    sink = await alerting(exporter.main_http.port)
+    event = {**EVENT, "rule": "DetectCurlCommandExecution", "priority": "Warning"}
+    event["output_fields"] = {"k8s.ns.name": "default", "k8s.pod.name": "nginx-1"}
+    sent_at = time.monotonic()
+    assert (await post(input_url(exporter), json.dumps(event)))[0] == 200
+    labels = {
+        "alertname": "FalcoWarningEventsRateHigh",
+        "rule": "DetectCurlCommandExecution",
+        "priority": "4",
+        "k8s_ns_name": "default",
+        "k8s_pod_name": "nginx-1",
+        "severity": "warning",
+        "scope": "pod",
+    }
+    fired, resolved = await notified_then_resolved(sink, sent_at, **labels)
+    assert fired < resolved
+    [(_, alert)] = [
+        (t, a)
+        for t, a in sink.alerts
+        if a["status"] == "firing" and a["labels"]["alertname"] == "FalcoWarningEventsRateHigh"
+    ]
+    assert alert["annotations"]["runbook_url"] == "docs/runbooks.md#falcowarningeventsratehigh"
+    assert sink.first("firing", alertname="FalcoRuleFiring", rule="DetectCurlCommandExecution")
+    print(f"http: notified after {fired:.1f}s, resolved after {resolved:.1f}s")
+
+
+async def test_one_event_read_over_grpc_pages_once_and_resolves(
+    falco: SimulatedFalco, exporter_for: Any, alerting: Any
+) -> None:
+    """The same over gRPC: one Error event of a new rule, one notification, then resolved."""
+    exporter = await exporter_for(falco, series_ttl="3s")
+    sink = await alerting(exporter.main_http.port)
+    sent_at = time.monotonic()
+    falco.publish(
+        [
+            response(
+                "Launch Package Management Process in Container",
+                3,
+                fields={"k8s.ns.name": "default", "k8s.pod.name": "nginx-2"},
+            )
+        ]
+    )
+    labels = {
+        "alertname": "FalcoErrorEventsRateHigh",
+        "rule": "Launch Package Management Process in Container",
+        "priority": "3",
+        "k8s_pod_name": "nginx-2",
+    }
+    fired, resolved = await notified_then_resolved(sink, sent_at, **labels)
+    assert fired < resolved
+    print(f"grpc: notified after {fired:.1f}s, resolved after {resolved:.1f}s")
