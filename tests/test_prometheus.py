@@ -230,6 +230,9 @@ async def test_prometheus_sees_events_that_arrived_by_http(
 DASHBOARD = REPO / "deploy" / "grafana" / "falco-exporter-dashboard.json"
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
+    "$cluster": ".*",
+    "$job": ".*",
+    "$instance": ".*",
     "$__range": "1h",
     "$namespace": ".*",
     "$pod": ".*",
@@ -294,5 +297,23 @@ def test_dashboard_uses_a_datasource_variable_everywhere() -> None:
     dashboard = json.loads(text)
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "pod", "node", "rule", "priority"} <= variables
+    assert {"cluster", "job", "instance"} <= variables
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            for variable in ("$cluster", "$job", "$instance"):
+                assert variable in target["expr"], (panel["title"], variable)
+
+
+def test_dashboard_counts_are_whole_and_settings_never_summed() -> None:
+    """A count of alerts shows as an integer; a per-instance setting is never added up."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expression = target["expr"]
+            if "increase(falco_events" in expression and panel["type"] in {"stat", "table"}:
+                assert "round(" in expression, panel["title"]
+                assert panel["fieldConfig"]["defaults"]["decimals"] == 0, panel["title"]
+            assert "sum(falco_exporter_series_limit" not in expression, panel["title"]
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    assert "Rules firing for the first time in the time range" in titles

@@ -2,9 +2,16 @@
 
 Usage: python tools/gen_dashboard.py [OUT_DIR]   (default: deploy/grafana)
 
-The dashboard is generated so that every query is written once, with one filter
-string, and so that a test can run every expression against a real Prometheus.
-A test fails when the committed files differ from what this writes.
+Built with Grafana's own as-code SDK (grafana-foundation-sdk: typed builders for the
+dashboard, its panels and Prometheus queries), so that every query is written once with
+one filter, every panel is checked by the SDK's types, and a test can run every expression
+against a real Prometheus. A test fails when the committed files differ from what this
+writes.
+
+What an SRE reads here: counts as whole numbers, the rules that fired for the first time,
+rates by rule, priority, namespace, pod and node, and the exporter's health in every mode
+(gRPC targets, the HTTP input's staleness and rejections, series against each instance's
+own limit; per-instance settings are never summed).
 """
 
 from __future__ import annotations
@@ -15,21 +22,45 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    GridPos,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from exporter.event import PRIORITY_NAMES as PRIORITIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "grafana"
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Which exporters: every query of the dashboard carries this.
+SCOPE = 'cluster=~"$cluster", job=~"$job", instance=~"$instance"'
 FILTER = (
-    'k8s_ns_name=~"$namespace", k8s_pod_name=~"$pod", hostname=~"$node", '
+    f'{SCOPE}, k8s_ns_name=~"$namespace", k8s_pod_name=~"$pod", hostname=~"$node", '
     'rule=~"$rule", priority=~"$priority"'
 )
+ALL = VariableOption(selected=True, text=["All"], value=["$__all"])
+
+
+def events(extra: str = "") -> str:
+    """falco_events with every variable applied (and `extra` matchers)."""
+    return f"falco_events{{{FILTER}{extra}}}"
 
 
 def events_rate(by: str) -> str:
-    """Alerts per second by a label, with every variable applied."""
-    return f"sum by ({by}) (rate(falco_events{{{FILTER}}}[$__rate_interval]))"
+    """Alerts per second by a label."""
+    return f"sum by ({by}) (rate({events()}[$__rate_interval]))"
+
+
+def whole(expression: str) -> str:
+    """increase() extrapolates to fractions; a count of alerts is a whole number."""
+    return f"round({expression})"
 
 
 def priority_names(expression: str) -> str:
@@ -41,222 +72,263 @@ def priority_names(expression: str) -> str:
     return expression
 
 
-def query_variable(name: str, label: str, matcher: str = "") -> dict[str, Any]:
-    """A multi-value variable from label_values, "All" matching everything (also "")."""
-    return {
-        "name": name,
-        "label": name.capitalize(),
-        "type": "query",
-        "datasource": DATASOURCE,
-        "query": {
-            "query": f"label_values(falco_events{matcher}, {label})",
-            "refId": f"{name}-values",
-        },
-        "definition": f"label_values(falco_events{matcher}, {label})",
-        "refresh": 2,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "sort": 1,
-    }
+def query(expression: str, legend: str = "", *, as_table: bool = False) -> prometheus.Dataquery:
+    """One Prometheus query of a panel."""
+    built = prometheus.Dataquery().expr(expression).legend_format(legend).datasource(DATASOURCE)
+    if as_table:
+        built = built.instant().format(PromQueryFormat.TABLE)
+    return built
 
 
-def priority_variable() -> dict[str, Any]:
-    """Priorities shown by name, matched by number."""
-    options = ",".join(f"{name} : {number}" for number, name in enumerate(PRIORITIES))
-    return {
-        "name": "priority",
-        "label": "Priority",
-        "type": "custom",
-        "query": options,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-    }
+def place(x: int, y: int, w: int, h: int) -> GridPos:
+    """Where a panel sits on the 24-column grid."""
+    return GridPos(x=x, y=y, w=w, h=h)
 
 
-def panel(
-    title: str,
-    kind: str,
-    targets: list[tuple[str, str]],
-    grid: tuple[int, int, int, int],
-    **extra: object,
-) -> dict[str, Any]:
-    """A panel with its queries (expression, legend)."""
-    x, y, w, h = grid
-    return {
-        "title": title,
-        "type": kind,
-        "datasource": DATASOURCE,
-        "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "targets": [
-            {
-                "datasource": DATASOURCE,
-                "expr": expr,
-                "legendFormat": legend,
-                "refId": chr(ord("A") + index),
-                **({"instant": True, "format": "table"} if kind == "table" else {}),
-            }
-            for index, (expr, legend) in enumerate(targets)
-        ],
-        **extra,
-    }
+def count_stat(title: str, expression: str, grid: GridPos, description: str) -> stat.Panel:
+    """A single whole number."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(query(whole(expression)))
+        .decimals(0)
+        .grid_pos(grid)
+    )
+
+
+def rate_panel(title: str, targets: list[prometheus.Dataquery], grid: GridPos) -> timeseries.Panel:
+    """Alerts per second over time."""
+    built = timeseries.Panel().title(title).datasource(DATASOURCE).unit("ops").grid_pos(grid)
+    for target in targets:
+        built = built.with_target(target)
+    return built
+
+
+def label_variable(name: str, label: str, matcher: str) -> dash.QueryVariable:
+    """A multi-value variable from label_values; "All" matches everything (also "")."""
+    values = f"label_values({matcher}, {label})"
+    return (
+        dash.QueryVariable(name)
+        .label(name.capitalize())
+        .datasource(DATASOURCE)
+        .query(values)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(ALL)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def variables() -> list[Any]:
+    """Data source, which exporters (cluster, job, instance), then what happened."""
+    priorities = ",".join(f"{name} : {number}" for number, name in enumerate(PRIORITIES))
+    return [
+        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        label_variable("cluster", "cluster", "up"),
+        label_variable("job", "job", 'up{cluster=~"$cluster"}'),
+        label_variable(
+            "instance", "instance", 'falco_exporter_build_info{cluster=~"$cluster", job=~"$job"}'
+        ),
+        label_variable("namespace", "k8s_ns_name", f"falco_events{{{SCOPE}}}"),
+        label_variable(
+            "pod", "k8s_pod_name", f'falco_events{{{SCOPE}, k8s_ns_name=~"$namespace"}}'
+        ),
+        label_variable("node", "hostname", f"falco_events{{{SCOPE}}}"),
+        label_variable("rule", "rule", f"falco_events{{{SCOPE}}}"),
+        dash.CustomVariable("priority")
+        .label("Priority")
+        .values(priorities)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(ALL),
+    ]
+
+
+def panels() -> list[Any]:
+    """Every panel, top to bottom."""
+    exporter = f"{{{SCOPE}}}"
+    http_input = f'{{{SCOPE}, target="http_input"}}'
+    return [
+        count_stat(
+            "Alerts in the last hour",
+            f"sum(increase({events()}[1h]))",
+            place(0, 0, 6, 4),
+            "Falco alerts counted in the last hour, every filter applied.",
+        ),
+        count_stat(
+            "Alerts in the last 24 hours",
+            f"sum(increase({events()}[24h]))",
+            place(6, 0, 6, 4),
+            "Falco alerts counted in the last 24 hours.",
+        ),
+        count_stat(
+            "Warning or worse, last hour",
+            "sum(increase(" + events(', priority=~"[0-4]"') + "[1h]))",
+            place(12, 0, 6, 4),
+            "Priorities Emergency to Warning: what the shipped alerts page for.",
+        ),
+        stat.Panel()
+        .title("Alerts received per second, by input")
+        .description("grpc: subscriptions to Falco (0.43 and older); http: Falco's http_output.")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"sum by (input) (rate(falco_exporter_events_received_total{exporter}"
+                "[$__rate_interval]))",
+                "{{input}}",
+            )
+        )
+        .unit("ops")
+        .grid_pos(place(18, 0, 6, 4)),
+        rate_panel(
+            "Alert rate by rule", [query(events_rate("rule"), "{{rule}}")], place(0, 4, 12, 8)
+        ),
+        rate_panel(
+            "Alert rate by priority",
+            [query(priority_names(events_rate("priority")), "{{priority_name}}")],
+            place(12, 4, 12, 8),
+        ),
+        rate_panel(
+            "Alert rate by namespace",
+            [query(events_rate("k8s_ns_name"), "{{k8s_ns_name}}")],
+            place(0, 12, 8, 8),
+        ),
+        rate_panel(
+            "Alert rate by pod",
+            [query(events_rate("k8s_ns_name, k8s_pod_name"), "{{k8s_ns_name}}/{{k8s_pod_name}}")],
+            place(8, 12, 8, 8),
+        ),
+        rate_panel(
+            "Alert rate by node",
+            [query(events_rate("hostname"), "{{hostname}}")],
+            place(16, 12, 8, 8),
+        ),
+        table.Panel()
+        .title("Rules firing for the first time in the time range")
+        .description(
+            "Rules (and namespaces) with a series that did not exist at the start of the "
+            "time range: what the FalcoRuleFiring and priority alerts fired on first."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                priority_names(
+                    "sum by (rule, priority, k8s_ns_name) "
+                    f"({events()} unless {events()} offset $__range)"
+                ),
+                as_table=True,
+            )
+        )
+        .decimals(0)
+        .grid_pos(place(0, 20, 12, 8)),
+        table.Panel()
+        .title("Top rules in the time range")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                priority_names(
+                    whole(f"topk(20, sum by (rule, priority) (increase({events()}[$__range])))")
+                ),
+                as_table=True,
+            )
+        )
+        .decimals(0)
+        .grid_pos(place(12, 20, 12, 8)),
+        stat.Panel()
+        .title("gRPC targets connected, by instance")
+        .description("Falco 0.44+ has no gRPC: with the HTTP input alone this stays empty.")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(f"sum by (instance) (falco_exporter_connected{exporter})", "{{instance}}")
+        )
+        .no_value("no gRPC targets (HTTP input)")
+        .decimals(0)
+        .grid_pos(place(0, 28, 6, 7)),
+        stat.Panel()
+        .title("HTTP input: since the last post, by instance")
+        .description(
+            "Falco posts only when a rule matches; with its heartbeat (metrics.output_rule) "
+            "more than its interval means a broken pipeline. Empty without the HTTP input."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                "time() - max by (instance) "
+                f"(falco_exporter_last_event_timestamp_seconds{http_input})",
+                "{{instance}}",
+            )
+        )
+        .unit("s")
+        .no_value("no HTTP input")
+        .grid_pos(place(6, 28, 6, 7)),
+        rate_panel(
+            "Exporter: rejected posts and undecodable messages",
+            [
+                query(
+                    f"sum by (reason) (increase(falco_exporter_http_input_rejected_total{exporter}"
+                    "[$__rate_interval]))",
+                    "HTTP {{reason}}",
+                ),
+                query(
+                    f"sum(increase(falco_exporter_decode_errors_total{exporter}[$__rate_interval]))",
+                    "undecodable gRPC messages",
+                ),
+            ],
+            place(12, 28, 12, 7),
+        ),
+        timeseries.Panel()
+        .title("Exporter: series against each instance's limit")
+        .description("falco_events series of each exporter, as a share of its own --max-series.")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"max by (instance) (falco_exporter_falco_events_series{exporter}) "
+                f"/ max by (instance) (falco_exporter_series_limit{exporter} > 0)",
+                "{{instance}}",
+            )
+        )
+        .unit("percentunit")
+        .grid_pos(place(0, 35, 12, 7)),
+        rate_panel(
+            "Exporter: reconnects and folded events per minute",
+            [
+                query(
+                    f"sum by (instance, target) (rate(falco_exporter_reconnects_total{exporter}"
+                    "[$__rate_interval])) * 60",
+                    "reconnects {{instance}} {{target}}",
+                ),
+                query(
+                    f"sum by (instance) (rate(falco_exporter_events_folded_total{exporter}"
+                    "[$__rate_interval])) * 60",
+                    "folded {{instance}}",
+                ),
+            ],
+            place(12, 35, 12, 7),
+        ),
+    ]
 
 
 def dashboard() -> dict[str, Any]:
-    """The whole dashboard."""
-    timeseries = {"fieldConfig": {"defaults": {"unit": "ops"}, "overrides": []}}
-    panels = [
-        panel(
-            "Alerts in the last hour",
-            "stat",
-            [(f"sum(increase(falco_events{{{FILTER}}}[1h]))", "last hour")],
-            (0, 0, 6, 4),
-        ),
-        panel(
-            "Alerts in the last 24 hours",
-            "stat",
-            [(f"sum(increase(falco_events{{{FILTER}}}[24h]))", "last 24h")],
-            (6, 0, 6, 4),
-        ),
-        panel(
-            "Warning or worse, last hour",
-            "stat",
-            [(f'sum(increase(falco_events{{{FILTER}, priority=~"[0-4]"}}[1h]))', "")],
-            (12, 0, 6, 4),
-        ),
-        panel(
-            "Falco targets connected",
-            "stat",
-            [
-                ("sum(falco_exporter_connected)", "connected"),
-                ("count(falco_exporter_connected)", "targets"),
-            ],
-            (18, 0, 6, 4),
-        ),
-        panel(
-            "Alert rate by rule",
-            "timeseries",
-            [(events_rate("rule"), "{{rule}}")],
-            (0, 4, 12, 8),
-            **timeseries,
-        ),
-        panel(
-            "Alert rate by priority",
-            "timeseries",
-            [(priority_names(events_rate("priority")), "{{priority_name}}")],
-            (12, 4, 12, 8),
-            **timeseries,
-        ),
-        panel(
-            "Alert rate by namespace",
-            "timeseries",
-            [(events_rate("k8s_ns_name"), "{{k8s_ns_name}}")],
-            (0, 12, 8, 8),
-            **timeseries,
-        ),
-        panel(
-            "Alert rate by pod",
-            "timeseries",
-            [(events_rate("k8s_ns_name, k8s_pod_name"), "{{k8s_ns_name}}/{{k8s_pod_name}}")],
-            (8, 12, 8, 8),
-            **timeseries,
-        ),
-        panel(
-            "Alert rate by node",
-            "timeseries",
-            [(events_rate("hostname"), "{{hostname}}")],
-            (16, 12, 8, 8),
-            **timeseries,
-        ),
-        panel(
-            "Top rules in the time range",
-            "table",
-            [
-                (
-                    priority_names(
-                        f"topk(20, sum by (rule, priority) "
-                        f"(increase(falco_events{{{FILTER}}}[$__range])))"
-                    ),
-                    "",
-                )
-            ],
-            (0, 20, 24, 8),
-        ),
-        panel(
-            "Exporter: reconnects per minute",
-            "timeseries",
-            [
-                (
-                    "sum by (target) "
-                    "(rate(falco_exporter_reconnects_total[$__rate_interval])) * 60",
-                    "{{target}}",
-                )
-            ],
-            (0, 28, 8, 7),
-        ),
-        panel(
-            "Exporter: decode errors and rejected posts",
-            "timeseries",
-            [
-                (
-                    "sum(increase(falco_exporter_decode_errors_total[$__rate_interval]))",
-                    "undecodable gRPC messages",
-                ),
-                (
-                    "sum by (reason) "
-                    "(increase(falco_exporter_http_input_rejected_total[$__rate_interval]))",
-                    "HTTP {{reason}}",
-                ),
-            ],
-            (8, 28, 8, 7),
-        ),
-        panel(
-            "Exporter: falco_events series",
-            "timeseries",
-            [
-                ("sum(falco_exporter_falco_events_series)", "series"),
-                ("sum(falco_exporter_series_limit)", "limit"),
-                (
-                    "sum(rate(falco_exporter_events_folded_total[$__rate_interval]))",
-                    "folded events/s",
-                ),
-            ],
-            (16, 28, 8, 7),
-        ),
-    ]
-    for index, item in enumerate(panels, start=1):
-        item["id"] = index
-    return {
-        "title": "Falco events",
-        "uid": "falco-exporter",
-        "tags": ["falco", "security"],
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                },
-                query_variable("namespace", "k8s_ns_name"),
-                query_variable("pod", "k8s_pod_name", '{k8s_ns_name=~"$namespace"}'),
-                query_variable("node", "hostname"),
-                query_variable("rule", "rule"),
-                priority_variable(),
-            ]
-        },
-        "panels": panels,
-    }
+    """The whole dashboard, as Grafana's JSON model."""
+    built = (
+        dash.Dashboard("Falco events")
+        .uid("falco-exporter")
+        .tags(["falco", "security"])
+        .editable()
+        .time("now-6h", "now")
+        .refresh("30s")
+    )
+    for variable in variables():
+        built = built.with_variable(variable)
+    for index, item in enumerate(panels(), start=1):
+        built = built.with_panel(item.id(index))
+    model: dict[str, Any] = json.loads(json.dumps(built.build(), cls=JSONEncoder))
+    return model
 
 
 def write(out: Path) -> None:
