@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import yaml
 
@@ -23,9 +26,30 @@ from exporter.process import configure_process
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with one-line errors that suggest the flag a typo meant."""
+
+    def error(self, message: str) -> NoReturn:
+        """One line naming the problem (and the likely flag), then where the flags are listed."""
+        hint = ""
+        if message.startswith("unrecognized arguments: "):
+            unknown = message.removeprefix("unrecognized arguments: ").split()[0]
+            flags = [option for action in self._actions for option in action.option_strings]
+            close = difflib.get_close_matches(unknown.split("=")[0], flags, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            message = f"unrecognized argument {unknown}"
+        self.exit(
+            2, f"{self.prog}: error: {message}{hint}\nRun '{self.prog} --help' for every flag.\n"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Flags of the exporter: one per setting, with the Go exporter's names."""
-    parser = argparse.ArgumentParser(
+    """Flags of the exporter: one per setting, with the Go exporter's names.
+
+    A boolean setting is a flag that works bare (`--priority-name-label`), with a value
+    (`--priority-name-label=false`) and negated (`--no-priority-name-label`).
+    """
+    parser = _Parser(
         prog="falco-exporter",
         allow_abbrev=False,
         description="Export Falco's alerts to Prometheus as the falco_events counter. "
@@ -42,6 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"falco-exporter {__version__}")
     for setting in SETTINGS:
+        help_text = f"{setting.metadata['help']} (default: {shown_default(setting)})"
+        if isinstance(setting.default, bool):
+            parser.add_argument(
+                flag_name(setting.name),
+                dest=setting.name,
+                nargs="?",
+                const="true",
+                default=argparse.SUPPRESS,
+                metavar="true|false",
+                help=help_text,
+            )
+            parser.add_argument(
+                "--no-" + flag_name(setting.name).removeprefix("--"),
+                dest=setting.name,
+                action="store_const",
+                const="false",
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
+            continue
         repeatable = isinstance(setting.default, tuple)
         parser.add_argument(
             flag_name(setting.name),
@@ -49,9 +93,53 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if repeatable else "store",
             default=argparse.SUPPRESS,
             metavar=setting.metadata["metavar"],
-            help=f"{setting.metadata['help']} (default: {shown_default(setting)})",
+            help=help_text,
         )
     return parser
+
+
+_PROGRAM_NAMES = frozenset(
+    {"falco-exporter", "/usr/bin/falco-exporter", "/usr/local/bin/falco-exporter"}
+)
+
+
+def _plain_arguments(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Arguments as argparse can read them.
+
+    - A first word naming the program is dropped: the Go exporter's Helm chart ran
+      `[/usr/bin/falco-exporter, --client-socket=..., ...]`, and Go's flag parser ignored it.
+    - `--timeout -5s` becomes `--timeout=-5s`, so that the value reaches its parser (which
+      refuses it clearly) instead of being mistaken for an unknown flag.
+    """
+    if (
+        (args
+        and os.path.basename(args[0]) == "falco-exporter")
+        or (args and args[0] in _PROGRAM_NAMES)
+    ):
+        args = args[1:]
+    takes_value = {
+        option
+        for action in parser._actions  # argparse lists its actions nowhere public
+        if action.nargs is None
+        for option in action.option_strings
+    }
+    merged: list[str] = []
+    index = 0
+    while index < len(args):
+        word = args[index]
+        following = args[index + 1] if index + 1 < len(args) else None
+        if (
+            word in takes_value
+            and following is not None
+            and following.startswith("-")
+            and following not in takes_value
+        ):
+            merged.append(f"{word}={following}")
+            index += 2
+            continue
+        merged.append(word)
+        index += 1
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return run_subcommand(args[0], args[1:])
-    options = vars(build_parser().parse_args(args))
+    parser = build_parser()
+    options = vars(parser.parse_args(_plain_arguments(args, parser)))
     config_file = options.pop("config")
     check_only = options.pop("check_config")
     try:
@@ -78,7 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"falco-exporter: configuration error: {error}", file=sys.stderr)
         return 2
     if check_only:
-        yaml.safe_dump(config.effective(), sys.stdout, sort_keys=False)
+        try:
+            yaml.safe_dump(config.effective(), sys.stdout, sort_keys=False)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `--check-config | head`: the reader left; no traceback, and none at exit either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return run(config)
 

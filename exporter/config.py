@@ -247,6 +247,23 @@ class Config:
             or any(not t.startswith("unix://") for t in self.targets)
         )
 
+    def summary(self) -> dict[str, str]:
+        """Where alerts come from and where they are served, in a few words for a person."""
+        inputs = [f"gRPC {host}" for host in self.client_hostname]
+        inputs += [f"gRPC {target}" for target in self.targets]
+        if self.discover_dns:
+            inputs.append(f"gRPC to every address of {self.discover_dns}")
+        if self.http_input_address:
+            tls = " (TLS)" if self.http_input_cert else ""
+            inputs.append(f"HTTP input {self.http_input_address}{tls}")
+        if not inputs:
+            inputs.append(f"gRPC {self.client_socket}")
+        return {
+            "inputs": ", ".join(inputs),
+            "metrics": self.listen_address + (" (TLS)" if self.server_cert else ""),
+            "probes": self.probes_listen_address,
+        }
+
     def effective(self) -> dict[str, object]:
         """The settings as YAML would write them, durations in Go form."""
         values: dict[str, object] = {}

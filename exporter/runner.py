@@ -51,7 +51,8 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
 async def serve_until_signalled(config: Config) -> int:
     """The exporter command: serve until SIGTERM or SIGINT."""
     log = structlog.get_logger("app")
-    log.info("starting falco-exporter", version=__version__, config=config.effective())
+    log.info("starting falco-exporter", version=__version__, **config.summary())
+    log.debug("effective configuration", config=config.effective())
     stop = asyncio.Event()
     with stop_on_signals(stop):
         status = await serve(config, stop)

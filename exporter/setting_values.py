@@ -43,6 +43,8 @@ def integer(raw: object) -> int:
 def duration(raw: object) -> float:
     if isinstance(raw, bool):
         raise ValueError("expected a duration, got a boolean")
+    if isinstance(raw, str) and raw.strip().startswith("-"):
+        raise ValueError(f"{raw.strip()!r}: a duration cannot be negative")
     seconds = float(raw) if isinstance(raw, int | float) else parse_duration(string(raw))
     if seconds < 0:
         raise ValueError("a duration cannot be negative")

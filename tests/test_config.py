@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,74 @@ def test_help_shows_defaults_as_the_readme_writes_them(
         assert shown in text
     for python_form in ("(default: ())", "(default: 120.0)", "(default: False)", "1048576"):
         assert python_form not in text
+
+
+def test_a_mistyped_flag_is_one_line_with_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    """No page of usage: the unknown flag, the one it probably meant, where the list is."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--client-hostnam", "falco"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "falco-exporter: error: unrecognized argument --client-hostnam "
+        "(did you mean --client-hostname?)",
+        "Run 'falco-exporter --help' for every flag.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--priority-name-label"], True),
+        (["--priority-name-label=false"], False),
+        (["--priority-name-label", "--no-priority-name-label"], False),
+        ([], False),
+    ],
+)
+def test_boolean_flags_work_bare_negated_and_with_a_value(
+    flags: list[str], expected: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--priority-name-label` alone turns it on; `--no-...` and `=false` turn it off."""
+    assert main([*flags, "--check-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["priority_name_label"] is expected
+
+
+def test_a_negative_duration_is_refused_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--timeout -5s` reaches the duration parser, which says why it cannot be."""
+    assert main(["--timeout", "-5s", "--check-config"]) == 2
+    assert capsys.readouterr().err == (
+        "falco-exporter: configuration error: --timeout: '-5s': a duration cannot be negative\n"
+    )
+
+
+def test_the_go_charts_leading_program_word_is_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    """[/usr/bin/falco-exporter, --client-socket=...] as the Go chart ran it; other words fail."""
+    args = ["/usr/bin/falco-exporter", "--client-socket=unix:///run/falco/falco.sock"]
+    assert main([*args, "--check-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["client_socket"] == (
+        "unix:///run/falco/falco.sock"
+    )
+    with pytest.raises(SystemExit):
+        main(["--client-socket=unix:///x", "stray-word", "--check-config"])
+    assert "unrecognized argument stray-word" in capsys.readouterr().err
+
+
+def test_check_config_into_a_closed_pipe_has_no_traceback() -> None:
+    """`--check-config | head`: a reader that left; exit 0, nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, as after `head` exits
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--check-config"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 0
