@@ -5,14 +5,20 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint protos bench clean
 
-$(BIN)/.installed: pyproject.toml
+# Two steps into one venv: what the demo runs (the exporter and its simulated Falco), then
+# the development tools on top; each is redone only when pyproject.toml changes.
+$(BIN)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[sim]'
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 ## The exporter against the built-in simulated Falco over mutual TLS; /metrics on :9376.
-demo: $(BIN)/.installed
+demo: $(BIN)/.runtime
 	$(BIN)/falco-exporter demo
 
 ## Lint, types, then every test.

@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter.simulator.cli import run_subcommand  # noqa: PLC0415
         except ImportError as error:
             print(
-                f"falco-exporter {args[0]}: needs the 'sim' extra "
-                f"(pip install 'falco-exporter[sim]'): {error}",
+                f"falco-exporter {args[0]}: needs the 'sim' extra: from a checkout of "
+                f"falco-exporter, `pip install '.[sim]'` (or `make demo`); missing: {error}",
                 file=sys.stderr,
             )
             return 2
