@@ -7,7 +7,7 @@ Prints Markdown tables (docs/performance.md shows the last run and how to read i
    a bare grpc.aio `sub` reader, a bare synchronous `get` loop), and the ratio of the
    exporter to the fastest bare reader; with the wall rate and how busy the server was;
 2. event-to-/metrics latency, p50 and p99, on an idle stream and under a flood;
-3. /metrics render time and size at 1k, 10k and 100k series;
+3. /metrics render time and size at 1k, 10k and 100k series, and what gzip adds;
 4. the exporter's resident memory at start, after many events, and under pod churn.
 Every process runs on this machine over loopback with mutual TLS.
 """
@@ -34,6 +34,7 @@ import aiohttp
 
 from exporter.counter import EventCounter
 from exporter.event import FalcoEvent
+from exporter.exposition import gzip_body
 from exporter.simulator.certs import write_cert_set
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -271,8 +272,11 @@ async def latencies(certs: Path, samples: int, flood_rate: int) -> dict[str, lis
     return results
 
 
-def render_figures(sizes: list[int]) -> list[tuple[int, float, int]]:
-    """(series, median render ms, bytes) for a counter holding that many series."""
+def render_figures(sizes: list[int]) -> list[tuple[int, float, int, float, int]]:
+    """(series, median render ms, bytes, median gzip ms, gzipped bytes) for that many series.
+
+    gzip is what a scrape by Prometheus costs on top (it always sends Accept-Encoding: gzip).
+    """
     figures = []
     for size in sizes:
         counter = EventCounter()
@@ -288,12 +292,23 @@ def render_figures(sizes: list[int]) -> list[tuple[int, float, int]]:
                     {"k8s.ns.name": "default", "k8s.pod.name": f"nginx-7854ff8877-{n}"},
                 )
             )
-        timings = []
+        timings, gzip_timings = [], []
         for _ in range(5):
             start = time.perf_counter()
             text = counter.render().encode()
             timings.append((time.perf_counter() - start) * 1000)
-        figures.append((size, statistics.median(timings), len(text)))
+            start = time.perf_counter()
+            compressed = gzip_body(text)
+            gzip_timings.append((time.perf_counter() - start) * 1000)
+        figures.append(
+            (
+                size,
+                statistics.median(timings),
+                len(text),
+                statistics.median(gzip_timings),
+                len(compressed),
+            )
+        )
     return figures
 
 
@@ -357,10 +372,16 @@ async def main() -> None:
                 cuts = statistics.quantiles(values, n=100)
                 print(f"| {label} | {cuts[49]:.1f} | {cuts[98]:.1f} | {max(values):.1f} |")
         if options.only in (None, "render"):
-            print("\n## /metrics render\n\n| series | render ms (median) | size |")
-            print("|---:|---:|---:|")
-            for size, millis, length in render_figures([1_000, 10_000, 100_000]):
-                print(f"| {size:,} | {millis:.1f} | {length / 1e6:.1f} MB |")
+            print(
+                "\n## /metrics render\n\n| series | render ms (median) | size | "
+                "gzip ms (median) | gzipped |"
+            )
+            print("|---:|---:|---:|---:|---:|")
+            for size, millis, length, gzip_ms, gzipped in render_figures([1_000, 10_000, 100_000]):
+                print(
+                    f"| {size:,} | {millis:.1f} | {length / 1e6:.1f} MB | {gzip_ms:.1f} | "
+                    f"{gzipped / 1e6:.2f} MB |"
+                )
         if options.only in (None, "memory"):
             print("\n## Resident memory of the exporter\n\n| when | RSS MiB |\n|---|---:|")
             for label, mib in await memory(certs, options.memory_events):

@@ -111,10 +111,8 @@ def _plain_arguments(args: list[str], parser: argparse.ArgumentParser) -> list[s
     - `--timeout -5s` becomes `--timeout=-5s`, so that the value reaches its parser (which
       refuses it clearly) instead of being mistaken for an unknown flag.
     """
-    if (
-        (args
-        and os.path.basename(args[0]) == "falco-exporter")
-        or (args and args[0] in _PROGRAM_NAMES)
+    if (args and os.path.basename(args[0]) == "falco-exporter") or (
+        args and args[0] in _PROGRAM_NAMES
     ):
         args = args[1:]
     takes_value = {

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import signal
 from typing import Any
 
+import aiohttp
 import pytest
 
 from exporter.signals import stop_on_signals
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter
-from tests.support import eventually, fetch, parse_metrics, response
+from tests.support import eventually, fetch, parse_metrics, response, total_events
 
 
 async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(
@@ -106,3 +108,34 @@ async def test_signal_handlers_are_restored_after_the_block() -> None:
     with stop_on_signals(asyncio.Event()):
         pass
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
+    falco: SimulatedFalco, exporter_for: Any
+) -> None:
+    """Prometheus asks for gzip and gets it; plain without the header; no version anywhere."""
+    exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
+    falco.publish([response()])
+    async def counted() -> bool:
+        return await total_events(exporter.main_http.port) == 1
+
+    await eventually(counted, message="one counted")
+    url = f"http://127.0.0.1:{exporter.main_http.port}/metrics"
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            compressed = await answer.read()
+            assert answer.headers["Server"] == "falco-exporter"
+        async with session.get(url, headers={"Accept-Encoding": "identity"}) as answer:
+            assert "Content-Encoding" not in answer.headers
+            plain = await answer.read()
+    assert gzip.decompress(compressed).split(b"\n")[:3] == plain.split(b"\n")[:3]
+    assert b"falco_events{" in plain
+    assert exporter.http_input_server is not None
+    probes = f"http://127.0.0.1:{exporter.probes_http.port}/liveness"
+    post_url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(probes) as answer:
+            assert answer.headers["Server"] == "falco-exporter"
+        async with session.post(post_url, data=b"{}") as answer:
+            assert "Server" not in answer.headers
