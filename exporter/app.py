@@ -109,6 +109,7 @@ class Exporter:
                 self.counter,
                 self.discovery.state if self.discovery else None,
                 self.http_input,
+                config.certificate_files(),
             )
         )
         ssl_context = (

@@ -23,7 +23,7 @@ from exporter import setting_values as values
 from exporter.addresses import parse_listen_address
 from exporter.durations import format_duration
 from exporter.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
-from exporter.tls_files import check_ca, check_key_pair
+from exporter.tls_files import check_ca, check_dates, check_key_pair
 
 ENV_PREFIX = "FALCO_EXPORTER_"
 
@@ -264,6 +264,18 @@ class Config:
             "probes": self.probes_listen_address,
         }
 
+    def certificate_files(self) -> dict[str, str]:
+        """Every certificate file the exporter holds, by role (keys are not certificates)."""
+        roles = {
+            "client": self.client_cert if self.uses_tcp else "",
+            "client_ca": self.client_ca if self.uses_tcp else "",
+            "server": self.server_cert,
+            "server_ca": self.server_ca,
+            "http_input": self.http_input_cert,
+            "http_input_ca": self.http_input_ca,
+        }
+        return {role: path for role, path in roles.items() if path}
+
     def effective(self) -> dict[str, object]:
         """The settings as YAML would write them, durations in Go form."""
         values: dict[str, object] = {}
@@ -403,11 +415,15 @@ def _check_certificates(config: Config, origins: Mapping[str, str], prefix: str)
         check_key_pair(getattr(config, cert), getattr(config, key))
     except ValueError as error:
         raise ConfigError(f"{origins[cert]} and {origins[key]}: {error}") from None
-    if getattr(config, ca):
+    for name in (cert, ca):
+        if not getattr(config, name):
+            continue
         try:
-            check_ca(getattr(config, ca))
+            if name == ca:
+                check_ca(getattr(config, ca))
+            check_dates(getattr(config, name))
         except ValueError as error:
-            raise ConfigError(f"{origins[ca]}: {error}") from None
+            raise ConfigError(f"{origins[name]}: {error}") from None
 
 
 def _require_readable(path: str, origin: str, needed_for: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -14,6 +15,7 @@ from exporter.config import Config
 from exporter.errors import CertificateFilesError
 from exporter.signals import stop_on_signals
 from exporter.tasks import cancel_and_wait
+from exporter.tls_files import utc_time, validity
 
 # What runs beside the exporter until the stop (the demo's feeder, for one).
 Companion = Callable[[Exporter], Coroutine[Any, Any, object]]
@@ -48,11 +50,26 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
     return status
 
 
+def warn_of_expiring_certificates(config: Config, log: Any) -> None:  # noqa: ANN401
+    """A certificate that expires within the --timeout window is about to break a connection."""
+    soon = time.time() + config.timeout
+    for role, path in config.certificate_files().items():
+        dates = validity(path)
+        if dates is not None and dates.not_after <= soon:
+            log.warning(
+                "certificate expires soon",
+                role=role,
+                path=path,
+                expires=utc_time(dates.not_after),
+            )
+
+
 async def serve_until_signalled(config: Config) -> int:
     """The exporter command: serve until SIGTERM or SIGINT."""
     log = structlog.get_logger("app")
     log.info("starting falco-exporter", version=__version__, **config.summary())
     log.debug("effective configuration", config=config.effective())
+    warn_of_expiring_certificates(config, log)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         status = await serve(config, stop)

@@ -8,7 +8,7 @@ families when Prometheus scrapes, so the per-event path never touches a lock.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -20,6 +20,7 @@ from exporter.counter import EventCounter
 from exporter.discovery import DiscoveryState
 from exporter.http_input import TARGET_NAME, HttpInput
 from exporter.targets import TargetState
+from exporter.tls_files import validity
 
 PREFIX = "falco_exporter_"
 
@@ -33,7 +34,10 @@ class ExporterCollector(Collector):
         counter: EventCounter,
         discovery: DiscoveryState | None = None,
         http_input: HttpInput | None = None,
+        certificates: Mapping[str, str] | None = None,
     ) -> None:
+        """`certificates`: role -> path of every certificate file, read again at each scrape."""
+        self._certificates = dict(certificates or {})
         self._http_input = http_input
         self._targets = targets
         self._counter = counter
@@ -79,6 +83,8 @@ class ExporterCollector(Collector):
             for reason, count in sorted(self._http_input.rejected.items()):
                 rejected.add_metric([reason], count)
             yield rejected
+        if self._certificates:
+            yield self._certificate_family()
         build = GaugeMetricFamily(
             f"{PREFIX}build_info",
             "Always 1; labels say which falco-exporter build runs.",
@@ -86,6 +92,19 @@ class ExporterCollector(Collector):
         )
         build.add_metric([__version__, platform.python_version(), grpc.__version__], 1)
         yield build
+
+    def _certificate_family(self) -> Metric:
+        """Expiry of each certificate file as it is on disk now (rotation included)."""
+        expiry = GaugeMetricFamily(
+            f"{PREFIX}certificate_expiry_timestamp_seconds",
+            "Unix time when the certificate in the file expires, by role and path.",
+            labels=["role", "path"],
+        )
+        for role, path in sorted(self._certificates.items()):
+            dates = validity(path)
+            if dates is not None:
+                expiry.add_metric([role, path], dates.not_after)
+        return expiry
 
     @staticmethod
     def _discovery_families(state: DiscoveryState) -> Iterator[Metric]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import yaml
 from exporter.cli import main
 from exporter.config import Config, ConfigError, load_config
 from exporter.durations import parse_duration
-from exporter.simulator.certs import CertPaths, write_cert_set
+from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 
 GO_EXPORTER_DEFAULTS = {
     "client_socket": "unix:///run/falco/falco.sock",
@@ -309,3 +310,28 @@ def test_check_config_into_a_closed_pipe_has_no_traceback() -> None:
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("when", ["expired", "not yet valid"])
+def test_a_certificate_outside_its_dates_is_refused_naming_the_flag(
+    tmp_path: Path, test_ca: CertificateAuthority, certs: CertPaths, when: str
+) -> None:
+    """An expired (or future) certificate for /metrics: exit 2 at start-up, with its date."""
+    now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(days=3), now - dt.timedelta(days=1))
+        if when == "expired"
+        else (now + dt.timedelta(days=1), now + dt.timedelta(days=3))
+    )
+    pair = test_ca.issue("falco-exporter", server=True, valid_from=start, valid_until=end)
+    written = write_cert_set(tmp_path, test_ca, server=pair)
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            {"server_cert": str(written.server_cert), "server_key": str(written.server_key)},
+            environ={},
+        )
+    message = str(error.value)
+    assert message.startswith("--server-cert: ")
+    expected = "expired on" if when == "expired" else "is not valid before"
+    assert expected in message
+    assert (end if when == "expired" else start).strftime("%Y-%m-%d") in message

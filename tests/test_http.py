@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import gzip
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from exporter.signals import stop_on_signals
+from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter
-from tests.support import eventually, fetch, parse_metrics, response, total_events
+from tests.support import eventually, fetch, parse_metrics, response, scrape, total_events
 
 
 async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(
@@ -116,6 +119,7 @@ async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
     """Prometheus asks for gzip and gets it; plain without the header; no version anywhere."""
     exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
     falco.publish([response()])
+
     async def counted() -> bool:
         return await total_events(exporter.main_http.port) == 1
 
@@ -139,3 +143,29 @@ async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
             assert answer.headers["Server"] == "falco-exporter"
         async with session.post(post_url, data=b"{}") as answer:
             assert "Server" not in answer.headers
+
+
+async def test_every_certificate_held_has_its_expiry_on_metrics(
+    falco: SimulatedFalco, exporter_for: Any, certs: CertPaths
+) -> None:
+    """Client, its CA, the HTTP input's: each role with its file's notAfter, as Unix time."""
+    exporter = await exporter_for(
+        falco,
+        http_input_address="127.0.0.1:0",
+        http_input_cert=str(certs.server_cert),
+        http_input_key=str(certs.server_key),
+        http_input_ca=str(certs.ca),
+    )
+    samples = await scrape(
+        exporter.main_http.port, "falco_exporter_certificate_expiry_timestamp_seconds"
+    )
+
+    def not_after(path: Path) -> float:
+        return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc.timestamp()
+
+    assert {dict(key)["role"]: (dict(key)["path"], value) for key, value in samples.items()} == {
+        "client": (str(certs.client_cert), not_after(certs.client_cert)),
+        "client_ca": (str(certs.ca), not_after(certs.ca)),
+        "http_input": (str(certs.server_cert), not_after(certs.server_cert)),
+        "http_input_ca": (str(certs.ca), not_after(certs.ca)),
+    }

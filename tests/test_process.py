@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from exporter.simulator.certs import CertPaths
 from tests.support import eventually, fetch, scrape
 
 
@@ -209,3 +210,18 @@ async def test_a_certificate_that_is_not_pem_exits_2_naming_it(tmp_path: Path) -
     [line] = stderr.decode().splitlines()
     assert line.startswith("falco-exporter: configuration error: --server-cert and --server-key:")
     assert str(garbage) in line
+
+
+async def test_a_certificate_expiring_within_the_timeout_is_warned_of(certs: CertPaths) -> None:
+    """The test certificates last a day: with --timeout 48h, the start-up says so, per file."""
+    async with running(
+        "--client-hostname", "127.0.0.1:1", "--client-cert", str(certs.client_cert),
+        "--client-key", str(certs.client_key), "--client-ca", str(certs.ca),
+        "--timeout", "48h", *LOCAL_PORTS, "--log-format", "json",
+    ) as exporter:  # fmt: skip
+        warning = await exporter.wait_for_log("certificate expires soon")
+        assert (warning["role"], warning["path"]) == ("client", str(certs.client_cert))
+        await exporter.wait_for_log("serving HTTP")
+        exporter.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await exporter.process.wait() == 0

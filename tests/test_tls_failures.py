@@ -77,13 +77,21 @@ async def test_expired_client_certificate(
     make_exporter: MakeExporter,
     logs: Any,
 ) -> None:
-    """Our certificate, from Falco's CA but expired: Falco hangs up; the hint names ours."""
+    """Our certificate expires while running (here: rotated to an expired one): Falco hangs
+    up, and the hint names ours. At start-up an expired one is refused outright (test_config).
+    """
     cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    write_public(cert, certs.client_cert.read_bytes())
+    write_private(key, certs.client_key.read_bytes())
+    flags = client_flags(certs, falco.address) | {
+        "client_cert": str(cert),
+        "client_key": str(key),
+        "certificate_check_interval": "100ms",
+    }
+    exporter = await make_exporter(**flags)
     expired_pair = expired(test_ca, "exporter", server=False)
     write_public(cert, expired_pair.cert_pem)
     write_private(key, expired_pair.key_pem)
-    flags = client_flags(certs, falco.address) | {"client_cert": str(cert), "client_key": str(key)}
-    exporter = await make_exporter(**flags)
     await failure_detail(logs, exporter.main_http.port, "rejecting our client certificate")
 
 

@@ -209,6 +209,16 @@ def health_alerts() -> list[dict[str, Any]]:
             "minute.",
         ),
         health_alert(
+            "FalcoExporterCertificateExpiringSoon",
+            "falco_exporter_certificate_expiry_timestamp_seconds - time() < 14 * 86400",
+            "warning",
+            f"{instance}: certificate {{{{ $labels.role }}}} expires within 14 days",
+            "The certificate in {{ $labels.path }} ({{ $labels.role }}) expires "
+            "{{ $value | humanizeDuration }} from now. Renew it (falco-exporter certs --ca-cert "
+            "... --ca-key ... issues new ones from the same CA) and update the Secret; the "
+            "exporter picks rotated client files up without a restart.",
+        ),
+        health_alert(
             "FalcoExporterHttpInputStale",
             '(time() - falco_exporter_last_event_timestamp_seconds{target="http_input"} > 3600)'
             "\nand on (job, instance) (time() - process_start_time_seconds > 3600)",
