@@ -41,9 +41,15 @@ def disconnect(reason: str, detail: str) -> Disconnect:
     return Disconnect(reason, detail, level, counts, resets)
 
 
-def rpc_disconnect(error: StatusError) -> Disconnect:
-    """The Disconnect of a failed gRPC call: its status code, and a hint where one helps."""
+def rpc_disconnect(error: StatusError, tls_files: str = "") -> Disconnect:
+    """The Disconnect of a failed gRPC call: its status code, and a hint where one helps.
+
+    When the hint is about certificates, `tls_files` (which files are in use) is added, so
+    the line says which file to look at.
+    """
     reason, hint = describe(error)
+    if hint and tls_files and ("certificate" in hint or "TLS" in hint):
+        hint = f"{hint}; files in use: {tls_files}"
     detail = (error.details() or "") + (f" ({hint})" if hint else "")
     level, counts, resets = _RPC_KIND
     return Disconnect(reason, detail, level, counts, resets)

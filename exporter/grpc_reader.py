@@ -141,7 +141,7 @@ class FalcoReader:
         except CertificateFilesError as error:
             return disconnect("certificate_files", str(error))
         except grpc.RpcError as error:
-            return None if self.stopping else rpc_disconnect(error)
+            return None if self.stopping else self._rpc_disconnect(error)
         except Exception as error:  # noqa: BLE001 - the reader must outlive any bug
             if self.stopping:
                 return None
@@ -150,6 +150,11 @@ class FalcoReader:
         finally:
             self._state.connected = False
             self.current_get = None
+
+    def _rpc_disconnect(self, error: grpc.RpcError) -> Disconnect:
+        """A failed call, with the certificate files in use named where the hint is TLS."""
+        tls = self._target.tls
+        return rpc_disconnect(error, tls.describe() if tls else "")
 
     def _pause(self, seconds: float) -> None:
         """Wait; a stop or a reconnect request ends the attempt."""

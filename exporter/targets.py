@@ -26,6 +26,10 @@ class ClientTlsFiles:
         """The client certificate files every TCP target uses: the one place they are named."""
         return cls(Path(config.client_cert), Path(config.client_key), Path(config.client_ca))
 
+    def describe(self) -> str:
+        """The files, as a log line names them."""
+        return f"--client-cert {self.cert}, --client-key {self.key}, --client-ca {self.ca}"
+
     @property
     def paths(self) -> tuple[Path, Path, Path]:
         """The three files, for the rotation watch."""
