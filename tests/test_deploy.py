@@ -7,13 +7,16 @@ against the exporter itself.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 
 from exporter.app import SHUTDOWN_TIMEOUT
 from exporter.cli import main
@@ -398,3 +401,54 @@ def test_every_alert_has_a_runbook_section_and_a_scope() -> None:
             assert anchor == rule["alert"].lower()
             assert anchor in headings, rule["alert"]
             assert rule["labels"]["scope"] in {"pod", "rule", "exporter"}
+
+
+async def test_certs_for_the_http_input_connect_falco_as_its_chart_mounts_them(
+    tmp_path: Path, make_exporter: MakeExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The HTTP input's pair: the exporter serves it, Falco's client pair is accepted by it,
+    and the printed chart values use the chart's mount paths."""
+    out = tmp_path / "certs"
+    assert main(["certs", "--out", str(out), "--exporter-name", "exporter.example"]) == 0
+    printed = capsys.readouterr().out
+    assert "--set-file certs.client.crt=" in printed
+    assert "falco.http_output.client_cert=/etc/falco/certs/client/client.crt" in printed
+    assert "falco.http_output.ca_cert=/etc/falco/certs/client/ca.crt" in printed
+    exporter = await make_exporter(
+        http_input_address="127.0.0.1:0",
+        http_input_cert=str(out / "http-input.crt"),
+        http_input_key=str(out / "http-input.key"),
+        http_input_ca=str(out / "ca.crt"),
+    )
+    assert exporter.http_input_server is not None
+    context = ssl.create_default_context(cafile=str(out / "ca.crt"))
+    context.load_cert_chain(out / "falco-client.crt", out / "falco-client.key")
+    url = f"https://localhost:{exporter.http_input_server.port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=b'{"rule": "r", "priority": "Warning"}', ssl=context) as answer,
+    ):
+        assert answer.status == 200
+    assert await total_events(exporter.main_http.port) == 1
+
+
+def test_certs_refuses_to_replace_and_reuses_a_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second run would replace the CA: refused, naming how to reuse it; reuse verifies."""
+    out = tmp_path / "certs"
+    assert main(["certs", "--out", str(out)]) == 0
+    first_ca = (out / "ca.crt").read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        main(["certs", "--out", str(out)])
+    assert refused.value.code == 2
+    assert "--ca-cert" in capsys.readouterr().err
+    assert (out / "ca.crt").read_bytes() == first_ca
+    again = ["certs", "--out", str(out), "--ca-cert", str(out / "ca.crt")]
+    assert main([*again, "--ca-key", str(out / "ca.key"), "--force"]) == 0
+    assert (out / "ca.crt").read_bytes() == first_ca
+    context = ssl.create_default_context(cafile=str(out / "ca.crt"))
+    context.load_cert_chain(out / "client.crt", out / "client.key")  # a pair from the same CA
+    renewed = x509.load_pem_x509_certificate((out / "client.crt").read_bytes())
+    issuer = x509.load_pem_x509_certificate(first_ca)
+    renewed.verify_directly_issued_by(issuer)

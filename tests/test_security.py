@@ -168,7 +168,8 @@ def test_generated_keys_are_readable_by_their_owner_only(
     capsys.readouterr()
     write_cert_set(tmp_path / "sim")
     keys = sorted(tmp_path.rglob("*.key"))
-    assert len(keys) == 5  # certs: ca, server, client; simulator: server, client
+    # certs: ca, server, client, http-input, falco-client; simulator: server, client
+    assert len(keys) == 7
     for key in keys:
         assert key.stat().st_mode & 0o777 == 0o600, key
 

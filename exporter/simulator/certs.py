@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Names every issued server certificate is valid for, like Falco's example certs.
@@ -35,7 +35,9 @@ class CertificateAuthority:
     """A self-signed CA that issues server and client certificates."""
 
     def __init__(self, common_name: str = "falco-exporter test CA", days: int = 365) -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(
+            ec.SECP256R1()
+        )
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = _now()
         self._cert = (
@@ -63,6 +65,24 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """An existing CA (its certificate and key), to issue more certificates from it."""
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("the CA key is neither an EC nor an RSA key")
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if cert.public_key().public_bytes(serialization.Encoding.DER, spki) != (
+            key.public_key().public_bytes(serialization.Encoding.DER, spki)
+        ):
+            raise ValueError("the CA key does not belong to the CA certificate")
+        ca._key = key
+        ca._name = cert.subject
+        ca._cert = cert
+        return ca
 
     @property
     def key_pem(self) -> bytes:
