@@ -21,7 +21,7 @@ from exporter.config import (
     load_config,
     shown_default,
 )
-from exporter.process import configure_process
+from exporter.process import configure_process, quiet_grpc_core
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad configuration)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in _SUBCOMMANDS:
-        configure_process()  # before the simulator imports grpc
+        quiet_grpc_core()  # before the simulator imports grpc; its commands set up logging
         try:
             from exporter.simulator.cli import run_subcommand  # noqa: PLC0415
         except ImportError as error:

@@ -17,10 +17,13 @@ from exporter.logs import configure_logging
 def configure_process(
     log_level: str = "info", log_format: str = "auto", stream: TextIO | None = None
 ) -> None:
-    """gRPC's own stderr logging off, and every log line structured, at `log_level`.
-
-    gRPC's C core would log TLS failures to stderr in its own format; the exporter logs
-    them itself, with a hint, as structured lines. A GRPC_VERBOSITY already set still wins.
-    """
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    """gRPC's own stderr logging off, and every log line structured, at `log_level`."""
+    quiet_grpc_core()
     configure_logging(log_level, log_format, stream)
+
+
+def quiet_grpc_core() -> None:
+    """gRPC's C core would log TLS failures to stderr in its own format; the exporter logs
+    them itself, with a hint, as structured lines. A GRPC_VERBOSITY already set still wins.
+    Must run before grpc is imported."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")

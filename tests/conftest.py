@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import structlog
 
-from exporter.process import configure_process
+from exporter.process import configure_process, quiet_grpc_core
 
-configure_process("debug", "json")  # as the command line does, before grpc is imported
+quiet_grpc_core()  # as the command line does, before grpc is imported
 
 from exporter.app import Exporter  # noqa: E402
 from exporter.config import load_config  # noqa: E402

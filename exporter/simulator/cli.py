@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from exporter.config import ConfigError, load_config
+from exporter.process import configure_process
 from exporter.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths, write_cert_set
 from exporter.simulator.certs_cli import run_certs
@@ -81,6 +82,7 @@ def _simulate(args: Sequence[str]) -> int:
     parser.add_argument("--http-ca", type=Path, help="CA that signed the exporter's certificate")
     _events_argument(parser, default_rate=1.0)
     options = parser.parse_args(args)
+    configure_process()
     if options.http_output:
         return asyncio.run(_run_http_output(options))
     return asyncio.run(_run_simulator(options))
@@ -187,6 +189,7 @@ def _demo(args: Sequence[str]) -> int:
     )
     _events_argument(parser, default_rate=2.0)
     options = parser.parse_args(args)
+    configure_process()
     return asyncio.run(_run_demo(options))
 
 
