@@ -17,13 +17,15 @@ from typing import Any
 import structlog
 from prometheus_client import generate_latest
 
+from exporter import live_page
+from exporter.addresses import parse_listen_address
 from exporter.cert_watch import watch_files
 from exporter.config import Config
 from exporter.counter import EventCounter
 from exporter.discovery import DnsDiscovery
 from exporter.durations import format_duration
 from exporter.grpc_source import SubscriptionSettings
-from exporter.http_input import HttpInput
+from exporter.http_input import TEXT_OUTPUT_FIX, HttpInput
 from exporter.http_input_server import HttpInputServer
 from exporter.http_server import (
     HttpListener,
@@ -33,6 +35,7 @@ from exporter.http_server import (
     server_ssl_context,
 )
 from exporter.labels import build_label_set
+from exporter.live import LiveView
 from exporter.selfmetrics import ExporterCollector, build_registry
 from exporter.subscriptions import Subscriptions
 from exporter.targets import ClientTlsFiles, static_targets, tcp_targets
@@ -58,6 +61,7 @@ class Exporter:
             series_ttl=config.series_ttl,
             clock=clock,
         )
+        self.live = LiveView(self.counter, config.recent_alerts)
         self.subscriptions = Subscriptions(
             self.counter,
             SubscriptionSettings(
@@ -68,6 +72,7 @@ class Exporter:
                 keepalive_time=config.keepalive_time,
                 keepalive_timeout=config.keepalive_timeout,
             ),
+            self.live.recording,
         )
         self._static = static_targets(config)
         self.discovery = (
@@ -85,7 +90,7 @@ class Exporter:
         self.http_input_server: HttpInputServer | None = None
         if config.http_input_address:
             self.http_input = HttpInput(
-                self.counter.shard().add,
+                self.live.recording(self.counter.shard().add),
                 config.http_input_max_body,
                 clock,
             )
@@ -118,7 +123,9 @@ class Exporter:
             else None
         )
         self.main_http = HttpListener(
-            build_main_app(self.render_metrics, self.readiness), config.listen_address, ssl_context
+            build_main_app(self.render_metrics, self.readiness, self.live_page, self.live_data),
+            config.listen_address,
+            ssl_context,
         )
         self.probes_http = HttpListener(
             build_probes_app(self.readiness), config.probes_listen_address
@@ -132,6 +139,50 @@ class Exporter:
         """`falco_events` first, then the self-metrics."""
         text = self.counter.render() + generate_latest(self._registry).decode("utf-8")
         return text.encode("utf-8", "replace")
+
+    def live_page(self) -> str:
+        """The page at /: what a person wants to see of Falco's alerts, without Grafana."""
+        return live_page.page(self.live.state(), self.input_lines(), self.live.keeps_recent_alerts)
+
+    def live_data(self) -> dict[str, object]:
+        """/api/live: the page's data, and its updating part already rendered."""
+        state = self.live.state()
+        lines = self.input_lines()
+        data: dict[str, object] = {
+            "now": state.now,
+            "minutes": [{"start": start, "by_priority": counts} for start, counts in state.minutes],
+            "rows": [vars(row) for row in state.rows],
+            "new_rules": [{"rule": rule, "first_seen": seen} for rule, seen in state.new_rules],
+            "inputs": [{"name": n, "state": t, "healthy": ok} for n, t, ok in lines],
+            "html": live_page.main_section(state, lines, self.live.keeps_recent_alerts),
+        }
+        if self.live.keeps_recent_alerts:
+            data["recent"] = [vars(alert) for alert in state.recent]
+        return data
+
+    def input_lines(self) -> list[tuple[str, str, bool]]:
+        """Each input as the live page states it: (name, state, healthy)."""
+        lines = [
+            (
+                f"gRPC {state.name}",
+                ("connected" if state.connected else "disconnected")
+                + (f", Falco {state.falco_version}" if state.falco_version else "")
+                + f", {state.events} alerts",
+                state.connected,
+            )
+            for state in self.subscriptions.states()
+        ]
+        if self.http_input is not None and self.http_input_server is not None:
+            counts, rejected = self.http_input.counts, self.http_input.rejected
+            text = "listening" if self.http_input_server.listening else "not listening"
+            text += f" on port {self.http_input_server.port}, {counts.events} alerts"
+            refused = sum(rejected.values())
+            if refused:
+                text += f", {refused} refused"
+            if rejected.get("text_output"):
+                text += f". {TEXT_OUTPUT_FIX}"
+            lines.append(("HTTP input", text, not rejected.get("text_output")))
+        return lines
 
     def readiness(self) -> Readiness:
         """Ready while any target is connected (or all, with --ready-when all).
@@ -183,6 +234,8 @@ class Exporter:
             self._spawn(self._warn_if_never_connected())
         if self.config.series_ttl > 0:
             self._spawn(self._expire_idle_series())
+        self._spawn(self._sample_live())
+        self._warn_if_recent_alerts_exposed()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(work))
@@ -233,6 +286,26 @@ class Exporter:
         while True:
             await asyncio.sleep(interval)
             self.counter.expire_idle()
+
+    async def _sample_live(self) -> None:
+        """The live page's history, sampled whether anyone looks or not."""
+        while True:
+            await asyncio.sleep(live_page.REFRESH_SECONDS)
+            self.live.sample()
+
+    def _warn_if_recent_alerts_exposed(self) -> None:
+        """Output lines can carry secrets: say so when anyone on the network can read them."""
+        if not self.live.keeps_recent_alerts or self.config.server_cert:
+            return
+        host, _ = parse_listen_address(self.config.listen_address)
+        if host in {"127.0.0.1", "::1", "localhost"}:
+            return
+        self._log.warning(
+            "--recent-alerts shows Falco's output lines (command lines, paths, maybe tokens) "
+            "on / without TLS, to anyone who reaches this address",
+            listen_address=self.config.listen_address,
+            recent_alerts=self.config.recent_alerts,
+        )
 
     async def _warn_if_never_connected(self) -> None:
         """The Go exporter's --timeout, without the exit: say loudly that nothing connected."""

@@ -193,6 +193,13 @@ class Config:
     priority_name_label: bool = _setting(
         False, values.boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
     )
+    recent_alerts: int = _setting(
+        0,
+        values.count,
+        "keep the last N alerts, output lines included, for the live page at / (0: off); "
+        "never on /metrics",
+        "N",
+    )
     max_series: int = _setting(
         10_000,
         values.count,

@@ -76,3 +76,4 @@ class FalcoEvent(NamedTuple):
     hostname: str
     tags: Sequence[str]
     output_fields: Mapping[str, str]
+    output: str = ""  # Falco's formatted line: shown on the live page with --recent-alerts only

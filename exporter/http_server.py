@@ -19,14 +19,6 @@ from exporter.exposition import CONTENT_TYPE, accepts_gzip, gzip_body
 
 _SHUTDOWN_TIMEOUT = 2.0
 
-_LANDING_PAGE = """<!doctype html>
-<html><head><title>falco-exporter</title></head>
-<body><h1>falco-exporter</h1>
-<p>Falco's alerts as the Prometheus counter <code>falco_events</code>.</p>
-<ul><li><a href="metrics">/metrics</a></li><li><a href="readyz">/readyz</a></li>
-<li><a href="livez">/livez</a></li></ul></body></html>
-"""
-
 
 @dataclass(frozen=True)
 class Readiness:
@@ -37,9 +29,12 @@ class Readiness:
 
 
 def build_main_app(
-    render_metrics: Callable[[], bytes], readiness: Callable[[], Readiness]
+    render_metrics: Callable[[], bytes],
+    readiness: Callable[[], Readiness],
+    live_page: Callable[[], str],
+    live_data: Callable[[], dict[str, object]],
 ) -> web.Application:
-    """Routes of the main port."""
+    """Routes of the main port: /metrics, the probes, the live page and its data."""
 
     async def metrics(request: web.Request) -> web.Response:
         body = render_metrics()
@@ -50,11 +45,15 @@ def build_main_app(
         return web.Response(body=body, headers=headers)
 
     async def landing(_request: web.Request) -> web.Response:
-        return web.Response(text=_LANDING_PAGE, content_type="text/html")
+        return web.Response(text=live_page(), content_type="text/html")
+
+    async def live(_request: web.Request) -> web.Response:
+        return web.json_response(live_data(), headers={"Cache-Control": "no-store"})
 
     app = _application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
+    app.router.add_get("/api/live", live)
     app.router.add_get("/livez", _liveness)
     app.router.add_get("/readyz", _readiness_handler(readiness))
     return app

@@ -67,6 +67,7 @@ def event_from_json(document: object) -> FalcoEvent:
         hostname=_optional_text(document, "hostname"),
         tags=_tags(document.get("tags")),
         output_fields=_fields(document.get("output_fields")),
+        output=_output(document.get("output")),
     )
 
 
@@ -86,6 +87,11 @@ def _optional_text(document: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise EventFormatError(f"{key!r} is not a string")
     return valid_text(value)
+
+
+def _output(value: object) -> str:
+    """The output line, for the live page only: never a reason to refuse an event."""
+    return valid_text(value) if isinstance(value, str) else ""
 
 
 def _tags(value: object) -> tuple[str, ...]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
-from exporter.counter import EventCounter, Shard
+from exporter.counter import EventCounter, EventSink, Shard
 from exporter.grpc_source import GrpcSubscription, SubscriptionSettings
 from exporter.targets import Target, TargetState
 
@@ -31,8 +32,15 @@ class _Running:
 class Subscriptions:
     """Owns one running subscription per target name."""
 
-    def __init__(self, counter: EventCounter, settings: SubscriptionSettings) -> None:
+    def __init__(
+        self,
+        counter: EventCounter,
+        settings: SubscriptionSettings,
+        wrap_sink: Callable[[EventSink], EventSink] = lambda sink: sink,
+    ) -> None:
+        """`wrap_sink` wraps each target's counting function (the live page's recent alerts)."""
         self._counter = counter
+        self._wrap_sink = wrap_sink
         self._settings = settings
         self._running: dict[str, _Running] = {}
         self.any_connected = asyncio.Event()
@@ -53,7 +61,7 @@ class Subscriptions:
         state = TargetState(name=target.name)
         shard = self._counter.shard()
         subscription = GrpcSubscription(
-            target, state, shard.add, self._settings, self.any_connected
+            target, state, self._wrap_sink(shard.add), self._settings, self.any_connected
         )
         task = asyncio.create_task(subscription.run(), name=f"subscription {target.name}")
         self._running[target.name] = _Running(target, state, subscription, shard, task, discovered)

@@ -1,0 +1,215 @@
+"""The live page at /, as a person sees it: in a real browser (Debian's chromium, headless).
+
+The demo replays the sample events once; the page is loaded, its script updates it from
+/api/live, and what is on screen is checked against /metrics. Screenshots at a narrow and a
+wide window (light and dark) are saved in test-artifacts/ (TEST_ARTIFACTS to move them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.counter import EventCounter
+from exporter.event import FalcoEvent
+from exporter.live import MINUTES, LiveView
+from tests.conftest import LogLines, MakeExporter
+from tests.support import REPO, FakeClock, eventually, fetch, find_tool, scrape
+from tests.test_http_input import EVENT, input_url, post
+from tests.test_process import LOCAL_PORTS, Process, running
+
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
+POD = "nginx-7854ff8877-x2x9q"
+RULE = "DetectCurlCommandExecution"
+
+
+def chromium() -> str:
+    """The browser; skipped without it (which CI does not allow)."""
+    path = find_tool("chromium")
+    if path is None:
+        pytest.skip("chromium is not installed")
+    return path
+
+
+async def browse(url: str, *flags: str, scripts: bool = True) -> str:
+    """Headless chromium: load `url`, let its scripts run 6 s of virtual time; stdout.
+
+    Without scripts, virtual time never advances, so the page is read once loaded.
+    """
+    timing = (
+        ["--virtual-time-budget=6000"] if scripts else ["--blink-settings=javascriptEnabled=false"]
+    )
+    process = await asyncio.create_subprocess_exec(
+        chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
+        *timing, *flags, url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0
+    return out.decode()
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[tuple[Process, int]]:
+    """`falco-exporter demo --once`: the sample events replayed once, then served."""
+    async with running("demo", "--once", "--rate", "50", *LOCAL_PORTS) as process:
+        serving = await process.wait_for_log("serving HTTP")
+        port = int(serving["metrics_port"])
+
+        async def replayed() -> bool:
+            series = await scrape(port)
+            return any(
+                dict(key).get("rule") == RULE and dict(key).get("k8s_pod_name") == POD
+                for key in series
+            )
+
+        await eventually(replayed, message="the walkthrough replayed")
+        yield process, port
+
+
+def cells(dom: str, rule: str, pod: str) -> list[str] | None:
+    """The cells of the table row for rule and pod, as text."""
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", dom, re.S):
+        texts = [
+            unescape(re.sub(r"<[^>]+>", "", cell)).replace("new", "").strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        if len(texts) == 6 and texts[0] == rule and texts[3] == pod:
+            return texts
+    return None
+
+
+def png_size_and_corner(path: Path) -> tuple[int, int, tuple[int, int, int]]:
+    """Width, height and the top-left pixel's colour of a PNG (8-bit RGB or RGBA)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, kind = struct.unpack(">IIBB", data[16:26])
+    assert depth == 8
+    assert kind in (2, 6)
+    chunks, position = b"", 8
+    while position < len(data):
+        length, name = struct.unpack(">I4s", data[position : position + 8])
+        if name == b"IDAT":
+            chunks += data[position + 8 : position + 8 + length]
+        position += 12 + length
+    first_row = zlib.decompress(chunks)[1:4]  # filter byte, then the first pixel
+    return width, height, (first_row[0], first_row[1], first_row[2])
+
+
+async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
+    demo: tuple[Process, int],
+) -> None:
+    """After its first update: the chart drawn, the curl row for the nginx pod, same count."""
+    _, port = demo
+    url = f"http://127.0.0.1:{port}/"
+    dom = await browse(url, "--dump-dom")
+    assert re.search(r'<main id="live"[^>]*data-updated="[0-9.]+"', dom), "no update ran"
+    chart = re.search(r'<svg id="chart"[^>]*data-total="(\d+)" data-bars="(\d+)"', dom)
+    assert chart is not None
+    assert int(chart.group(2)) > 0
+    assert dom.count("<rect") == int(chart.group(2))
+    series = await scrape(port)
+    assert int(chart.group(1)) == sum(series.values())
+    row = cells(dom, RULE, POD)
+    assert row is not None, "no DetectCurlCommandExecution row for the nginx pod"
+    expected = sum(
+        value
+        for key, value in series.items()
+        if dict(key)["rule"] == RULE and dict(key)["k8s_pod_name"] == POD
+    )
+    assert (row[1], row[2], int(row[4])) == ("Warning", "default", int(expected))
+    assert 'class="new"' in dom  # every rule is new to a fresh exporter
+
+
+async def test_the_page_works_without_javascript(demo: tuple[Process, int]) -> None:
+    """Scripts off: the server-rendered chart and table say the same, and it reloads itself."""
+    _, port = demo
+    dom = await browse(f"http://127.0.0.1:{port}/", "--dump-dom", scripts=False)
+    assert not re.search(r'<main id="live"[^>]*data-updated=', dom)  # no script ran
+    assert cells(dom, RULE, POD) is not None
+    assert '<meta http-equiv="refresh" content="30">' in dom
+    assert re.search(r'<svg id="chart"[^>]*data-bars="[1-9]', dom)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "dark"),
+    [("narrow", (390, 844), False), ("wide", (1366, 900), False), ("wide-dark", (1366, 900), True)],
+)
+async def test_screenshots_at_narrow_and_wide_sizes_light_and_dark(
+    demo: tuple[Process, int], name: str, size: tuple[int, int], dark: bool
+) -> None:
+    """A screenshot per size and scheme, saved; the background follows the colour scheme."""
+    _, port = demo
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"live-page-{name}.png"
+    shot.unlink(missing_ok=True)
+    scheme = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if dark else []
+    await browse(
+        f"http://127.0.0.1:{port}/",
+        f"--window-size={size[0]},{size[1]}",
+        f"--screenshot={shot}",
+        *scheme,
+    )
+    width, height, corner = png_size_and_corner(shot)
+    assert (width, height) == size
+    assert (sum(corner) < 120) if dark else (sum(corner) > 600), corner
+
+
+async def test_recent_alerts_are_opt_in_and_never_on_metrics(
+    make_exporter: MakeExporter, logs: LogLines
+) -> None:
+    """Off by default; with --recent-alerts 2 the last two with output lines, never on /metrics."""
+    plain = await make_exporter(http_input_address="127.0.0.1:0")
+    secret = "curl -H 'Authorization: Bearer s3cr3t' https://example"
+    body = json.dumps({**EVENT, "output": secret})
+    assert (await post(input_url(plain), body))[0] == 200
+    _, text, _ = await fetch(f"http://127.0.0.1:{plain.main_http.port}/api/live")
+    assert "recent" not in json.loads(text)
+    assert "s3cr3t" not in (await fetch(f"http://127.0.0.1:{plain.main_http.port}/"))[1]
+
+    keeping = await make_exporter(
+        http_input_address="127.0.0.1:0", listen_address="0.0.0.0:0", recent_alerts="2"
+    )
+    for rule in ("first", "second", "third"):
+        assert (
+            await post(input_url(keeping), json.dumps({**EVENT, "rule": rule, "output": secret}))
+        )[0] == 200
+    _, text, _ = await fetch(f"http://127.0.0.1:{keeping.main_http.port}/api/live")
+    recent: list[dict[str, Any]] = json.loads(text)["recent"]
+    assert [(alert["rule"], alert["output"]) for alert in recent] == [
+        ("third", secret),
+        ("second", secret),
+    ]
+    assert "s3cr3t" in (await fetch(f"http://127.0.0.1:{keeping.main_http.port}/"))[1]
+    assert "s3cr3t" not in (await fetch(f"http://127.0.0.1:{keeping.main_http.port}/metrics"))[1]
+    [warning] = [r for r in logs.records() if "--recent-alerts" in r.get("event", "")]
+    assert warning["level"] == "warning"
+
+
+def test_the_history_has_a_fixed_ceiling() -> None:
+    """Seventy minutes of alerts: 60 buckets kept, each minute's count by priority exact."""
+    clock = FakeClock()
+    clock.now = 1_800_000_000.0
+    counter = EventCounter()
+    view = LiveView(counter, clock=clock)
+    add = counter.shard().add
+    for minute in range(70):
+        for _ in range(minute % 5 + 1):
+            add(FalcoEvent("r", 4, "syscall", "h", (), {}))
+        view.sample()
+        clock.now += 60
+    state = view.state()
+    assert len(state.minutes) == MINUTES
+    warnings = [counts[4] for _, counts in state.minutes]
+    assert warnings[:-1] == [minute % 5 + 1 for minute in range(11, 70)]
+    assert warnings[-1] == 0  # the current minute: nothing since the last sample
