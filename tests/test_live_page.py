@@ -129,6 +129,9 @@ async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
     )
     assert (row[1], row[2], int(row[4])) == ("Warning", "default", int(expected))
     assert 'class="new"' in dom  # every rule is new to a fresh exporter
+    # Keyboard: every control is a link with a target, and focus is drawn visibly.
+    assert all('href="' in link for link in re.findall(r"<a [^>]*>", dom))
+    assert "a:focus" in dom
 
 
 async def test_the_page_works_without_javascript(demo: tuple[Process, int]) -> None:
@@ -174,7 +177,11 @@ async def test_recent_alerts_are_opt_in_and_never_on_metrics(
     body = json.dumps({**EVENT, "output": secret})
     assert (await post(input_url(plain), body))[0] == 200
     _, text, _ = await fetch(f"http://127.0.0.1:{plain.main_http.port}/api/live")
-    assert "recent" not in json.loads(text)
+    data = json.loads(text)
+    assert "recent" not in data
+    [http_input] = data["inputs"]  # the HTTP-only mode's page: its one input, and its state
+    assert http_input["name"] == "HTTP input"
+    assert http_input["state"].startswith("listening on port")
     assert "s3cr3t" not in (await fetch(f"http://127.0.0.1:{plain.main_http.port}/"))[1]
 
     keeping = await make_exporter(
