@@ -7,6 +7,8 @@ so no reason is ever compared as a string twice.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 
 from exporter.grpc_errors import StatusError, describe
@@ -41,13 +43,34 @@ def disconnect(reason: str, detail: str) -> Disconnect:
     return Disconnect(reason, detail, level, counts, resets)
 
 
-def rpc_disconnect(error: StatusError, tls_files: str = "") -> Disconnect:
+def socket_refusal(path: str) -> str:
+    """Why a unix socket refuses us, from its owner and mode, and what fixes it for good.
+
+    Connecting needs write permission on the socket file. Falco creates it as root, mode
+    0755, at every start, so changing its group or mode does not last; its owner (uid 0)
+    can connect with every capability dropped.
+    """
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        return f"cannot inspect {path}: {error.strerror}"
+    return (
+        f"{path} is owned by uid {status.st_uid} with mode {stat.S_IMODE(status.st_mode):04o}, "
+        f"and this process runs as uid {os.geteuid()}: connecting needs write permission on "
+        "the socket; run the exporter as uid 0 with every capability dropped "
+        "(deploy/k8s/overlays/daemonset-socket does)"
+    )
+
+
+def rpc_disconnect(error: StatusError, tls_files: str = "", socket_path: str = "") -> Disconnect:
     """The Disconnect of a failed gRPC call: its status code, and a hint where one helps.
 
     When the hint is about certificates, `tls_files` (which files are in use) is added, so
-    the line says which file to look at.
+    the line says which file to look at; a unix socket that refuses us is inspected.
     """
     reason, hint = describe(error)
+    if socket_path and "Permission denied" in (error.details() or ""):
+        hint = socket_refusal(socket_path)
     if hint and tls_files and ("certificate" in hint or "TLS" in hint):
         hint = f"{hint}; files in use: {tls_files}"
     detail = (error.details() or "") + (f" ({hint})" if hint else "")

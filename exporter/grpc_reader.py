@@ -153,8 +153,9 @@ class FalcoReader:
 
     def _rpc_disconnect(self, error: grpc.RpcError) -> Disconnect:
         """A failed call, with the certificate files in use named where the hint is TLS."""
-        tls = self._target.tls
-        return rpc_disconnect(error, tls.describe() if tls else "")
+        tls, address = self._target.tls, self._target.address
+        socket_path = address.removeprefix("unix://") if address.startswith("unix://") else ""
+        return rpc_disconnect(error, tls.describe() if tls else "", socket_path)
 
     def _pause(self, seconds: float) -> None:
         """Wait; a stop or a reconnect request ends the attempt."""

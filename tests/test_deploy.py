@@ -122,7 +122,12 @@ def test_workloads_are_locked_down(overlay: str) -> None:
     documents = render(overlay)
     spec = workload(documents)["spec"]["template"]["spec"]
     box = container(documents)
-    assert spec["securityContext"]["runAsNonRoot"] is True
+    if overlay == "daemonset-socket":
+        # The socket's owner, with no capability left (tests/test_socket_mode.py).
+        assert spec["securityContext"]["runAsUser"] == 0
+        assert [m["readOnly"] for m in box["volumeMounts"]] == [True]
+    else:
+        assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert spec["automountServiceAccountToken"] is False
     assert spec["terminationGracePeriodSeconds"] > SHUTDOWN_TIMEOUT
