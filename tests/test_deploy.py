@@ -18,6 +18,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from exporter import __version__
 from exporter.app import SHUTDOWN_TIMEOUT
 from exporter.cli import main
 from exporter.simulator.certs import CertPaths
@@ -135,6 +136,7 @@ def test_workloads_are_locked_down(overlay: str) -> None:
     assert box["securityContext"]["allowPrivilegeEscalation"] is False
     assert box["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert set(box["resources"]) == {"requests", "limits"}
+    assert box["image"] == f"falco-exporter:{__version__}"  # the tag reaches the workload
     account = one(documents, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
 
