@@ -115,6 +115,13 @@ def test_overlay_parts_fit_together(overlay: str) -> None:
     assert ports["metrics"] in allowed
     if overlay == "http-input":
         assert ports["http-input"] in allowed
+    if overlay == "grpc-mtls":
+        # DNS wherever the resolver is (NodeLocal DNSCache has no namespace): port 53, any peer.
+        [dns] = [rule for rule in policy["spec"]["egress"] if "to" not in rule]
+        assert sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [
+            (53, "TCP"),
+            (53, "UDP"),
+        ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
