@@ -5,7 +5,7 @@ as JSON to a URL. Bodies may be one JSON object, newline-delimited JSON (replays
 batching senders) or a JSON array, optionally gzip-compressed. A bad event is
 answered and counted by reason; the good events of the same body are still counted.
 
-This module knows no sockets (http_input_server.py reads the requests): it turns one
+This module knows no sockets (http_server.py reads the requests): it turns one
 request into counted events and one answer. Falco ignores the status of every
 answer (../shared/FALCO.md, section 5), so each refusal is also counted by reason
 in a metric that exists from start-up, and logged, at most once a minute per reason.
@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from exporter.counter import EventSink
+from exporter.http_server import Answer, Request
 from exporter.json_event import EventFormatError, event_from_json
 from exporter.rate_limited_log import RateLimitedLog
 
@@ -75,32 +76,18 @@ class InputCounts:
     last_event_time: float = 0.0
 
 
-@dataclass(frozen=True)
-class Request:
-    """What the server read of one request."""
-
-    method: bytes
-    path: bytes
-    content_type: bytes
-    content_encoding: bytes
-    body: bytes
-    peer: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The status and body to send back; the server decides whether the connection stays."""
-
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-
-
 ACCEPTED_ONE = Answer(200, b'{"accepted":1}')
 
 
 class HttpInput:
-    """Counts the events of each request; refusals by reason, logged without flooding."""
+    """Counts the events of each request; refusals by reason, logged without flooding.
+
+    The HTTP server's Site for the HTTP input: it sends no Server header, and its
+    usual answer is encoded once.
+    """
+
+    server_header = b""
+    constant_answers = (ACCEPTED_ONE,)
 
     def __init__(
         self,
@@ -125,7 +112,8 @@ class HttpInput:
             self._warnings.log(reason, "warning", message, reason=reason, detail=detail, peer=peer)
         status = REASON_STATUS[reason]
         text = TEXT_OUTPUT_FIX if reason == "text_output" else detail
-        return Answer(status, f"{text}\n".encode(), b"text/plain; charset=utf-8")
+        allow = b"Allow: POST\r\n" if status == 405 else b""
+        return Answer(status, f"{text}\n".encode(), b"text/plain; charset=utf-8", allow)
 
     def handle(self, request: Request) -> Answer:
         """The answer to one complete request, its events counted."""

@@ -11,6 +11,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.errors import CertificateFilesError
+
 
 def check_key_pair(cert: str, key: str) -> None:
     """The certificate and its key load, and belong together; else ValueError saying why."""
@@ -79,3 +81,25 @@ def check_dates(path: str, now: float | None = None) -> None:
 def utc_time(when: float) -> str:
     """A moment as a person reads it in a log line or an error."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+
+
+def server_ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    """TLS for a listener; with a CA, clients must present a certificate it signed.
+
+    A file that is not what it should be raises CertificateFilesError naming it.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise CertificateFilesError(
+            f"certificate {cert} with key {key}: {error.strerror or error} "
+            "(not PEM, or the key does not belong to the certificate)"
+        ) from None
+    if ca:
+        try:
+            context.load_verify_locations(ca)
+        except (ssl.SSLError, OSError) as error:
+            raise CertificateFilesError(f"CA {ca}: {error.strerror or error}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -22,7 +22,8 @@ from exporter.counter import EventCounter
 from exporter.event import FalcoEvent
 from exporter.falcopb import outputs_pb2
 from exporter.grpc_event import decode_response, event_from_response
-from exporter.http_input import HttpInput, Request
+from exporter.http_input import HttpInput
+from exporter.http_server import Request
 from exporter.json_event import EventFormatError, event_from_json
 from exporter.labels import DEFAULT_LABELS, build_label_set, go_exporter_labels
 from tests.support import parse_metrics
