@@ -1,8 +1,5 @@
 """falco-exporter: Falco's alerts as the Prometheus counter `falco_events`."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("falco-exporter")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here. A literal,
+# not importlib.metadata, which would cost every process about 2 MiB of imports.
+__version__ = "0.1.0"

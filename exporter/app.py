@@ -10,12 +10,12 @@ stop():  background tasks cancelled -> HTTP input closed -> subscriptions stoppe
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from prometheus_client import generate_latest
 
 from exporter import live_page
 from exporter.addresses import parse_listen_address
@@ -24,22 +24,16 @@ from exporter.config import Config
 from exporter.counter import EventCounter
 from exporter.discovery import DnsDiscovery
 from exporter.durations import format_duration
-from exporter.grpc_source import SubscriptionSettings
+from exporter.endpoints import Readiness, main_site, probes_site
 from exporter.http_input import TEXT_OUTPUT_FIX, HttpInput
-from exporter.http_input_server import HttpInputServer
-from exporter.http_server import (
-    HttpListener,
-    Readiness,
-    build_main_app,
-    build_probes_app,
-    server_ssl_context,
-)
+from exporter.http_server import HttpServer
 from exporter.labels import build_label_set
 from exporter.live import LiveView
-from exporter.selfmetrics import ExporterCollector, build_registry
+from exporter.selfmetrics import ExporterCollector, render_self_metrics
 from exporter.subscriptions import Subscriptions
-from exporter.targets import ClientTlsFiles, static_targets, tcp_targets
+from exporter.targets import ClientTlsFiles, SubscriptionSettings, static_targets, tcp_targets
 from exporter.tasks import cancel_and_wait
+from exporter.tls_files import server_ssl_context
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
 SHUTDOWN_TIMEOUT = 4.0
@@ -87,7 +81,7 @@ class Exporter:
             else None
         )
         self.http_input: HttpInput | None = None
-        self.http_input_server: HttpInputServer | None = None
+        self.http_input_server: HttpServer | None = None
         if config.http_input_address:
             self.http_input = HttpInput(
                 self.live.recording(self.counter.shard().add),
@@ -101,35 +95,35 @@ class Exporter:
                 if config.http_input_cert
                 else None
             )
-            self.http_input_server = HttpInputServer(
+            self.http_input_server = HttpServer(
                 self.http_input,
                 config.http_input_address,
                 input_ssl,
                 read_timeout=config.http_input_read_timeout,
                 idle_timeout=config.http_input_idle_timeout,
+                name="http_input",
             )
-        self._registry = build_registry(
-            ExporterCollector(
-                self.subscriptions.states,
-                self.counter,
-                self.discovery.state if self.discovery else None,
-                self.http_input,
-                config.certificate_files(),
-            )
+        # grpc is loaded only where a gRPC target is configured: about 12 MiB otherwise.
+        uses_grpc = bool(self._static) or self.discovery is not None
+        self._collector = ExporterCollector(
+            self.subscriptions.states,
+            self.counter,
+            self.discovery.state if self.discovery else None,
+            self.http_input,
+            config.certificate_files(),
+            grpc_version=importlib.import_module("grpc").__version__ if uses_grpc else "",
         )
         ssl_context = (
             server_ssl_context(config.server_cert, config.server_key, config.server_ca)
             if config.server_cert
             else None
         )
-        self.main_http = HttpListener(
-            build_main_app(self.render_metrics, self.readiness, self.live_page, self.live_data),
+        self.main_http = HttpServer(
+            main_site(self.render_metrics, self.readiness, self.live_page, self.live_data),
             config.listen_address,
             ssl_context,
         )
-        self.probes_http = HttpListener(
-            build_probes_app(self.readiness), config.probes_listen_address
-        )
+        self.probes_http = HttpServer(probes_site(self.readiness), config.probes_listen_address)
         # Decided once: with the HTTP input and no gRPC target, there is nothing to connect.
         self._http_only = self.http_input is not None and not self._static and not self.discovery
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,7 +131,7 @@ class Exporter:
 
     def render_metrics(self) -> bytes:
         """`falco_events` first, then the self-metrics."""
-        text = self.counter.render() + generate_latest(self._registry).decode("utf-8")
+        text = self.counter.render() + render_self_metrics(self._collector)
         return text.encode("utf-8", "replace")
 
     def live_page(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -45,3 +45,40 @@ def accepts_gzip(accept_encoding: str) -> bool:
         if name.strip() in ("gzip", "*"):
             return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+def format_value(value: float) -> str:
+    """A sample value: integers as integers, other floats as Python prints them."""
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    if value != value:  # noqa: PLR0124 - NaN is the one value not equal to itself
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+class Family:
+    """One metric family of the self-metrics: HELP, TYPE and its samples, as text.
+
+    A counter's samples are named `<name>_total`, as Prometheus' client libraries name
+    them. A few dozen samples per scrape: the formatting is kept simple.
+    """
+
+    def __init__(self, name: str, kind: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        self.name = f"{name}_total" if kind == "counter" else name
+        self._head = f"# HELP {self.name} {escape_help(help_text)}\n# TYPE {self.name} {kind}\n"
+        self._labels = tuple(labels)
+        self._lines: list[str] = []
+
+    def add(self, values: Sequence[str], value: float) -> None:
+        """One sample: its label values in the order of the family's labels."""
+        if self._labels:
+            prefix = sample_prefix(self.name, zip(self._labels, values, strict=True))
+        else:
+            prefix = f"{self.name} "
+        self._lines.append(f"{prefix}{format_value(value)}\n")
+
+    def render(self) -> str:
+        """The family as text format 0.0.4 (HELP and TYPE even with no sample)."""
+        return self._head + "".join(self._lines)

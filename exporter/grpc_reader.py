@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -37,25 +36,13 @@ from exporter.errors import CertificateFilesError
 from exporter.falcopb import version_pb2
 from exporter.grpc_disconnect import Disconnect, disconnect, rpc_disconnect
 from exporter.grpc_event import decode_response, event_from_response
-from exporter.targets import Target, TargetState
+from exporter.targets import SubscriptionSettings, Target, TargetState
 
 TRANSPORTS = ("get", "sub")
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _VERSION_RPC_TIMEOUT = 10.0
 _DECODE_ERROR_LOG_INTERVAL = 10.0
-
-
-@dataclass(frozen=True)
-class SubscriptionSettings:
-    """The knobs of one subscription, taken from Config (which holds the defaults)."""
-
-    transport: str
-    poll_interval: float
-    backoff_initial: float
-    backoff_max: float
-    keepalive_time: float
-    keepalive_timeout: float
 
 
 class _Ended(Exception):  # noqa: N818 - control flow inside one attempt, never escapes it

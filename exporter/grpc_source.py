@@ -20,10 +20,10 @@ from exporter.backoff import Backoff
 from exporter.counter import EventSink
 from exporter.durations import format_duration
 from exporter.grpc_disconnect import Disconnect
-from exporter.grpc_reader import TRANSPORTS, FalcoReader, SubscriptionSettings
-from exporter.targets import Target, TargetState
+from exporter.grpc_reader import TRANSPORTS, FalcoReader
+from exporter.targets import SubscriptionSettings, Target, TargetState
 
-__all__ = ["TRANSPORTS", "GrpcSubscription", "SubscriptionSettings"]
+__all__ = ["TRANSPORTS", "GrpcSubscription"]
 
 # A stream that lasted this long, or delivered an event, counts as healthy:
 # the next failure starts the backoff from its initial delay again.

@@ -1,31 +1,30 @@
 """The exporter's own metrics (prefix falco_exporter_), read at scrape time.
 
 Sources keep plain numbers (TargetState per gRPC target, the HTTP input's InputCounts);
-this collector turns them into metric
-families when Prometheus scrapes, so the per-event path never touches a lock.
+this collector turns them into metric families when Prometheus scrapes, so the
+per-event path never touches a lock. Rendered here, with the process' own metrics,
+rather than by a client library: it would be the largest import of the HTTP-only
+sidecar, which runs on every node.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-
-import grpc
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from exporter import __version__
 from exporter.counter import EventCounter
 from exporter.discovery import DiscoveryState
+from exporter.exposition import Family
 from exporter.http_input import TARGET_NAME, HttpInput
+from exporter.process_metrics import process_families
 from exporter.targets import TargetState
 from exporter.tls_files import validity
 
 PREFIX = "falco_exporter_"
 
 
-class ExporterCollector(Collector):
+class ExporterCollector:
     """Families for every target's state, the series count and build info."""
 
     def __init__(
@@ -35,153 +34,170 @@ class ExporterCollector(Collector):
         discovery: DiscoveryState | None = None,
         http_input: HttpInput | None = None,
         certificates: Mapping[str, str] | None = None,
+        *,
+        grpc_version: str = "",
     ) -> None:
-        """`certificates`: role -> path of every certificate file, read again at each scrape."""
+        """`certificates`: role -> path of every certificate file, read again at each scrape.
+
+        `grpc_version` is empty where no gRPC target is configured: grpc is not loaded.
+        """
+        self._grpc_version = grpc_version
         self._certificates = dict(certificates or {})
         self._http_input = http_input
         self._targets = targets
         self._counter = counter
         self._discovery = discovery
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self) -> Iterator[Family]:
         """Build the families from the current state."""
         targets = list(self._targets())
         yield from self._target_families(targets, self._http_input)
-        series = GaugeMetricFamily(
-            f"{PREFIX}falco_events_series", "Current number of falco_events series."
+        series = Family(
+            f"{PREFIX}falco_events_series", "gauge", "Current number of falco_events series."
         )
-        series.add_metric([], self._counter.series_count)
+        series.add((), self._counter.series_count)
         yield series
         stats = self._counter.stats
-        limit = GaugeMetricFamily(
-            f"{PREFIX}series_limit", "The --max-series setting (0: no limit)."
+        limit = Family(f"{PREFIX}series_limit", "gauge", "The --max-series setting (0: no limit).")
+        limit.add((), stats.limit)
+        evicted = Family(
+            f"{PREFIX}series_evicted",
+            "counter",
+            "falco_events series removed after --series-ttl idle.",
         )
-        limit.add_metric([], stats.limit)
-        evicted = CounterMetricFamily(
-            f"{PREFIX}series_evicted", "falco_events series removed after --series-ttl idle."
-        )
-        evicted.add_metric([], stats.evicted)
-        evicted_events = CounterMetricFamily(
+        evicted.add((), stats.evicted)
+        evicted_events = Family(
             f"{PREFIX}series_evicted_events",
+            "counter",
             "Events that were counted in falco_events series since removed by --series-ttl.",
         )
-        evicted_events.add_metric([], stats.evicted_events)
-        folded = CounterMetricFamily(
+        evicted_events.add((), stats.evicted_events)
+        folded = Family(
             f"{PREFIX}events_folded",
+            "counter",
             "Events counted in an overflow series because --max-series was reached.",
         )
-        folded.add_metric([], stats.folded)
+        folded.add((), stats.folded)
         yield from (limit, evicted, evicted_events, folded)
         if self._discovery is not None:
             yield from self._discovery_families(self._discovery)
         if self._http_input is not None:
-            rejected = CounterMetricFamily(
+            rejected = Family(
                 f"{PREFIX}http_input_rejected",
+                "counter",
                 "Events or requests the HTTP input refused, by reason.",
-                labels=["reason"],
+                ["reason"],
             )
             for reason, count in sorted(self._http_input.rejected.items()):
-                rejected.add_metric([reason], count)
+                rejected.add([reason], count)
             yield rejected
         if self._certificates:
             yield self._certificate_family()
-        build = GaugeMetricFamily(
+        build = Family(
             f"{PREFIX}build_info",
+            "gauge",
             "Always 1; labels say which falco-exporter build runs.",
-            labels=["version", "python_version", "grpc_version"],
+            ["version", "python_version", "grpc_version"],
         )
-        build.add_metric([__version__, platform.python_version(), grpc.__version__], 1)
+        build.add([__version__, platform.python_version(), self._grpc_version], 1)
         yield build
 
-    def _certificate_family(self) -> Metric:
+    def _certificate_family(self) -> Family:
         """Expiry of each certificate file as it is on disk now (rotation included)."""
-        expiry = GaugeMetricFamily(
+        expiry = Family(
             f"{PREFIX}certificate_expiry_timestamp_seconds",
+            "gauge",
             "Unix time when the certificate in the file expires, by role and path.",
-            labels=["role", "path"],
+            ["role", "path"],
         )
         for role, path in sorted(self._certificates.items()):
             dates = validity(path)
             if dates is not None:
-                expiry.add_metric([role, path], dates.not_after)
+                expiry.add([role, path], dates.not_after)
         return expiry
 
     @staticmethod
-    def _discovery_families(state: DiscoveryState) -> Iterator[Metric]:
-        lookups = CounterMetricFamily(
+    def _discovery_families(state: DiscoveryState) -> Iterator[Family]:
+        lookups = Family(
             f"{PREFIX}dns_lookups",
+            "counter",
             "DNS lookups of --discover-dns, by result.",
-            labels=["name", "result"],
+            ["name", "result"],
         )
-        lookups.add_metric([state.name, "success"], state.lookups_ok)
-        lookups.add_metric([state.name, "failure"], state.lookups_failed)
-        addresses = GaugeMetricFamily(
+        lookups.add([state.name, "success"], state.lookups_ok)
+        lookups.add([state.name, "failure"], state.lookups_failed)
+        addresses = Family(
             f"{PREFIX}dns_addresses",
+            "gauge",
             "Addresses the last successful lookup returned.",
-            labels=["name"],
+            ["name"],
         )
-        addresses.add_metric([state.name], state.addresses)
+        addresses.add([state.name], state.addresses)
         yield from (lookups, addresses)
 
     @staticmethod
     def _target_families(
         targets: Sequence[TargetState], http_input: HttpInput | None
-    ) -> Iterator[Metric]:
-        received = CounterMetricFamily(
+    ) -> Iterator[Family]:
+        received = Family(
             f"{PREFIX}events_received",
+            "counter",
             "Falco events received, by target and input.",
-            labels=["target", "input"],
+            ["target", "input"],
         )
-        decode_errors = CounterMetricFamily(
+        decode_errors = Family(
             f"{PREFIX}decode_errors",
+            "counter",
             "Messages from Falco that could not be decoded and were skipped.",
-            labels=["target"],
+            ["target"],
         )
-        connected = GaugeMetricFamily(
+        connected = Family(
             f"{PREFIX}connected",
+            "gauge",
             "1 while the subscription to the target is up, else 0.",
-            labels=["target"],
+            ["target"],
         )
-        reconnects = CounterMetricFamily(
+        reconnects = Family(
             f"{PREFIX}reconnects",
+            "counter",
             "Reconnect attempts after a failure or a closed stream.",
-            labels=["target"],
+            ["target"],
         )
-        errors = CounterMetricFamily(
+        errors = Family(
             f"{PREFIX}connection_errors",
+            "counter",
             "Failed connections or streams, by reason.",
-            labels=["target", "reason"],
+            ["target", "reason"],
         )
-        last_event = GaugeMetricFamily(
+        last_event = Family(
             f"{PREFIX}last_event_timestamp_seconds",
+            "gauge",
             "Unix time of the last event received from the target (0: none yet).",
-            labels=["target"],
+            ["target"],
         )
-        version = GaugeMetricFamily(
+        version = Family(
             f"{PREFIX}falco_version_info",
+            "gauge",
             "Always 1; the version Falco reported on connect.",
-            labels=["target", "version"],
+            ["target", "version"],
         )
         for state in targets:
-            received.add_metric([state.name, "grpc"], state.events)
-            last_event.add_metric([state.name], state.last_event_time)
-            decode_errors.add_metric([state.name], state.decode_errors)
-            connected.add_metric([state.name], 1 if state.connected else 0)
-            reconnects.add_metric([state.name], state.reconnects)
+            received.add([state.name, "grpc"], state.events)
+            last_event.add([state.name], state.last_event_time)
+            decode_errors.add([state.name], state.decode_errors)
+            connected.add([state.name], 1 if state.connected else 0)
+            reconnects.add([state.name], state.reconnects)
             for reason, count in sorted(state.connection_errors.items()):
-                errors.add_metric([state.name, reason], count)
+                errors.add([state.name, reason], count)
             if state.falco_version:
-                version.add_metric([state.name, state.falco_version], 1)
+                version.add([state.name, state.falco_version], 1)
         if http_input is not None:
-            received.add_metric([TARGET_NAME, "http"], http_input.counts.events)
-            last_event.add_metric([TARGET_NAME], http_input.counts.last_event_time)
+            received.add([TARGET_NAME, "http"], http_input.counts.events)
+            last_event.add([TARGET_NAME], http_input.counts.last_event_time)
         yield from (received, decode_errors, connected, reconnects, errors, last_event, version)
 
 
-def build_registry(collector: ExporterCollector) -> CollectorRegistry:
-    """A registry of our own (never the global one) with process and platform metrics."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    return registry
+def render_self_metrics(collector: ExporterCollector) -> str:
+    """Every self-metric family, then the process' own, as text."""
+    families = [*collector.collect(), *process_families()]
+    return "".join(family.render() for family in families)

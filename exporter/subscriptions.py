@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from exporter.counter import EventCounter, EventSink, Shard
-from exporter.grpc_source import GrpcSubscription, SubscriptionSettings
-from exporter.targets import Target, TargetState
+from exporter.targets import SubscriptionSettings, Target, TargetState
+
+if TYPE_CHECKING:
+    from exporter.grpc_source import GrpcSubscription
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Subscriptions:
         """Start subscribing to target, unless a target of that name already runs."""
         if target.name in self._running:
             return False
+        # Loaded with the first target: grpc and protobuf cost the HTTP-only sidecar ~12 MiB.
+        from exporter.grpc_source import GrpcSubscription  # noqa: PLC0415
+
         state = TargetState(name=target.name)
         shard = self._counter.shard()
         subscription = GrpcSubscription(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from exporter.addresses import join_host_port, split_host_port
 from exporter.config import Config
 from exporter.errors import CertificateFilesError
+
+if TYPE_CHECKING:
+    import grpc
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ClientTlsFiles:
 
     def credentials(self) -> grpc.ChannelCredentials:
         """Read the files now, so a rotated Secret is picked up on the next reconnect."""
+        import grpc  # noqa: PLC0415 - only gRPC modes load it (memory of the HTTP-only sidecar)
+
         contents = {}
         for role, path in (
             ("client certificate", self.cert),
@@ -126,3 +130,15 @@ class TargetState:
     last_event_time: float = 0.0
     falco_version: str = ""
     connection_errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubscriptionSettings:
+    """The knobs of one subscription, taken from Config (which holds the defaults)."""
+
+    transport: str
+    poll_interval: float
+    backoff_initial: float
+    backoff_max: float
+    keepalive_time: float
+    keepalive_timeout: float
