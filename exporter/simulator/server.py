@@ -73,6 +73,7 @@ class SimulatedFalco:
         self._closing = asyncio.Event()
         self._streams: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self._writing = 0
         self.address = ""
         # The common name of each client certificate that called the version RPC.
         self.client_names: list[str] = []
@@ -80,8 +81,11 @@ class SimulatedFalco:
 
     @property
     def queued(self) -> int:
-        """Events waiting for a subscriber."""
-        return len(self._queue)
+        """Events not yet written: waiting for a subscriber, or being written now.
+
+        0 means every event published so far was delivered or lost with its stream.
+        """
+        return len(self._queue) + self._writing
 
     @property
     def subscribers(self) -> int:
@@ -181,7 +185,11 @@ class SimulatedFalco:
 
     async def _drain(self, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
         while self._queue and not self._closing.is_set() and not self._held:
-            await context.write(self._queue.popleft())
+            self._writing += 1
+            try:
+                await context.write(self._queue.popleft())
+            finally:
+                self._writing -= 1
             self.delivered += 1
 
     async def _version_rpc(
