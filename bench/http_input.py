@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -59,6 +60,7 @@ class Result:
     """One load against one server."""
 
     server: str
+    loop: str
     load: str
     requests: int
     counted: int | None
@@ -73,13 +75,34 @@ class Result:
         return self.requests / self.cpu if self.cpu else 0.0
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One server to measure: the exporter of a checkout with some flags, or the floor."""
+
+    name: str
+    path: Path | None  # None: the floor
+    args: tuple[str, ...] = ()
+    loop: str = "asyncio"
+
+
 @asynccontextmanager
-async def exporter(path: Path) -> AsyncIterator[Server]:
+async def started(variant: Variant) -> AsyncIterator[Server]:
+    """The variant's server, running."""
+    if variant.path is None:
+        async with floor_server(variant.args) as server:
+            yield server
+    else:
+        async with exporter(variant.path, variant.args) as server:
+            yield server
+
+
+@asynccontextmanager
+async def exporter(path: Path, args: tuple[str, ...] = ()) -> AsyncIterator[Server]:
     """The exporter in HTTP-only mode (the sidecar's), from the checkout at `path`."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "--http-input-address", "127.0.0.1:0",
         "--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0",
-        "--log-format", "json",
+        "--log-format", "json", *args,
         stdout=asyncio.subprocess.PIPE, cwd=path,
         env={**os.environ, "PYTHONPATH": str(path)},
     )  # fmt: skip
@@ -105,11 +128,12 @@ async def _log_line(process: asyncio.subprocess.Process, event: str) -> dict[str
 
 
 @asynccontextmanager
-async def floor_server() -> AsyncIterator[Server]:
+async def floor_server(args: tuple[str, ...] = ()) -> AsyncIterator[Server]:
     """The cheapest Python server that reads a request and answers 200."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.floor_server", stdout=asyncio.subprocess.PIPE, cwd=REPO
-    )
+        sys.executable, "-m", "bench.floor_server", *args,
+        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
     try:
         assert process.stdout is not None
         port = int((await process.stdout.readline()).decode())
@@ -156,7 +180,7 @@ async def measure(server: Server, name: str, load: Load) -> Result:
     cpu = cpu_seconds(server.process.pid) - cpu
     after = await counted(server)
     growth = None if after is None or before is None else after - before
-    return Result(server.name, name, requests, growth, cpu, wall, p50, p99)
+    return Result(server.name, "", name, requests, growth, cpu, wall, p50, p99)
 
 
 async def with_wrk(server: Server, seconds: int, script: Path) -> Result:
@@ -217,37 +241,53 @@ async def sequential(server: Server, count: int) -> Result:
 
 def table(results: list[Result]) -> str:
     """The Markdown table of docs/performance.md."""
-    floors = {r.load: r.per_cpu_second for r in results if r.server == "floor"}
+    floors = {(r.loop, r.load): r.per_cpu_second for r in results if r.server == "floor"}
     lines = [
-        "| server | load | requests | events per server CPU-s | ratio to floor | req/s | "
-        "p50 ms | p99 ms | counted |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | loop | load | requests | events per server CPU-s | ratio to floor "
+        "(same loop) | req/s | p50 ms | p99 ms | counted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        ratio = r.per_cpu_second / floors[r.load] if floors.get(r.load) else 0.0
+        floor = floors.get((r.loop, r.load))
+        ratio = r.per_cpu_second / floor if floor else 0.0
         exact = "n/a" if r.counted is None else f"{r.counted} of {r.requests}"
         lines.append(
-            f"| {r.server} | {r.load} | {r.requests} | {r.per_cpu_second:,.0f} | {ratio:.2f} | "
+            f"| {r.server} | {r.loop} | {r.load} | {r.requests} | {r.per_cpu_second:,.0f} | "
+            f"{ratio:.2f} | "
             f"{r.requests / r.wall:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {exact} |"
         )
     return "\n".join(lines)
 
 
-async def run(seconds: int, count: int, exporter_paths: list[tuple[str, Path]]) -> str:
+async def run(seconds: int, count: int, variants: list[Variant]) -> str:
     """Every server under both loads; the table."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "post.lua"
         script.write_text(WRK_SCRIPT % EVENT.decode())
-        async with floor_server() as floor:
-            results.append(await with_wrk(floor, seconds, script))
-            results.append(await sequential(floor, count))
-        for name, path in exporter_paths:
-            async with exporter(path) as server:
-                server.name = name
-                results.append(await with_wrk(server, seconds, script))
-                results.append(await sequential(server, count))
+        for variant in variants:
+            async with started(variant) as server:
+                server.name = variant.name
+                for result in (
+                    await with_wrk(server, seconds, script),
+                    await sequential(server, count),
+                ):
+                    result.loop = variant.loop
+                    results.append(result)
     return table(results)
+
+
+def variants(other_checkouts: list[Path]) -> list[Variant]:
+    """The floor and this exporter on each loop there is, then other checkouts as they run."""
+    loops = ["asyncio"]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append("uvloop")
+    chosen = [
+        Variant("floor", None, ("--uvloop",) if loop == "uvloop" else (), loop) for loop in loops
+    ]
+    chosen += [Variant("exporter", REPO, ("--event-loop", loop), loop) for loop in loops]
+    chosen += [Variant(f"exporter at {path}", path, (), "as it runs") for path in other_checkouts]
+    return chosen
 
 
 def main() -> None:
@@ -263,8 +303,7 @@ def main() -> None:
         help="another checkout to measure beside this one (repeatable)",
     )
     options = parser.parse_args()
-    paths = [("exporter", REPO)] + [(f"exporter at {p}", p) for p in options.exporter_path]
-    print(asyncio.run(run(options.seconds, options.sequential, paths)))
+    print(asyncio.run(run(options.seconds, options.sequential, variants(options.exporter_path))))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import asyncio
 import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import yaml
@@ -21,6 +21,7 @@ from exporter.config import (
     load_config,
     shown_default,
 )
+from exporter.event_loop import EventLoopError, loop_factory, run_with_loop
 from exporter.process import configure_process, quiet_grpc_core
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
@@ -161,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_only = options.pop("check_config")
     try:
         config = load_config(options, config_file)
-    except ConfigError as error:
+        loop = loop_factory(config.event_loop)
+    except (ConfigError, EventLoopError) as error:
         print(f"falco-exporter: configuration error: {error}", file=sys.stderr)
         return 2
     if check_only:
@@ -172,12 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             # `--check-config | head`: the reader left; no traceback, and none at exit either.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return run(config)
+    return run(config, *loop)
 
 
-def run(config: Config) -> int:
+def run(
+    config: Config,
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    loop_name: str = "asyncio",
+) -> int:
     """Run the exporter until SIGTERM or SIGINT; 0 after a clean shutdown."""
     configure_process(config.log_level, config.log_format)
-    from exporter.runner import serve_until_signalled  # noqa: PLC0415 - imports grpc
+    from exporter.runner import serve_until_signalled  # noqa: PLC0415 - after the logging set-up
 
-    return asyncio.run(serve_until_signalled(config))
+    return run_with_loop(serve_until_signalled(config, loop_name), factory)

@@ -232,6 +232,13 @@ class Config:
     keepalive_timeout: float = _duration(
         5.0, "how long to wait for a keepalive answer before reconnecting"
     )
+    event_loop: str = _setting(
+        "auto",
+        values.choice("auto", "uvloop", "asyncio"),
+        "event loop: `auto` runs uvloop when it is installed, else asyncio's own; `uvloop` "
+        "refuses to start without it",
+        "auto|uvloop|asyncio",
+    )
     log_level: str = _setting(
         "info",
         values.choice("debug", "info", "warning", "error"),

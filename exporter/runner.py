@@ -64,10 +64,12 @@ def warn_of_expiring_certificates(config: Config, log: Any) -> None:  # noqa: AN
             )
 
 
-async def serve_until_signalled(config: Config) -> int:
+async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> int:
     """The exporter command: serve until SIGTERM or SIGINT."""
     log = structlog.get_logger("app")
-    log.info("starting falco-exporter", version=__version__, **config.summary())
+    log.info(
+        "starting falco-exporter", version=__version__, event_loop=loop_name, **config.summary()
+    )
     log.debug("effective configuration", config=config.effective())
     warn_of_expiring_certificates(config, log)
     stop = asyncio.Event()
