@@ -257,9 +257,9 @@ class EventCounter:
         """The `falco_events` family in text format 0.0.4; reads, never changes a series."""
         totals = self.totals()
         prefixes = self._prefixes
-        lines = []
+        lines = [self._header]  # one join, no second copy of a text that can be 13 MB
         for key, count in totals.items():
             prefix = prefixes.get(key)
             if prefix is not None:  # None: expired by a sweep since the totals were read
                 lines.append(f"{prefix}{count}\n")
-        return self._header + "".join(lines)
+        return "".join(lines)
