@@ -97,8 +97,14 @@ def _output(value: object) -> str:
 def _tags(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+    if not isinstance(value, list):
         raise EventFormatError("'tags' is not a list of strings")
+    try:
+        joined = "".join(value)  # one C pass checks every item is a string
+    except TypeError:
+        raise EventFormatError("'tags' is not a list of strings") from None
+    if joined.isascii():
+        return tuple(value)
     return tuple(valid_text(tag) for tag in value)
 
 
