@@ -7,6 +7,7 @@ one per line; each is answered with one line on stdout:
   churn N              queue N events, each with a pod name never used before, answer "ok"
   flood RATE           from now on queue RATE events per second (0 stops), answer "ok"
   delivered            answer the number of events written to clients so far
+A second argument, a path, serves on that unix socket instead (no TLS, as Falco).
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ from exporter.simulator.server import ServerTls, SimulatedFalco
 _FLOOD_TICK = 0.01
 
 
-async def main(certs_dir: Path) -> None:
-    """Serve on a loopback port with mutual TLS; print the address, then obey stdin."""
+async def main(certs_dir: Path, unix_socket: str = "") -> None:
+    """Serve on a loopback port with mutual TLS (or on `unix_socket`, as Falco does without
+    TLS); print the address, then obey stdin."""
     certs = CertPaths.in_directory(certs_dir)
     falco = SimulatedFalco()
-    address = await falco.start(
-        "127.0.0.1:0", ServerTls(certs.server_cert, certs.server_key, certs.ca)
-    )
+    if unix_socket:
+        address = await falco.start(f"unix://{unix_socket}")
+    else:
+        address = await falco.start(
+            "127.0.0.1:0", ServerTls(certs.server_cert, certs.server_key, certs.ca)
+        )
     samples = load_responses(bundled_events_path())
     payloads = [message.SerializeToString() for message in samples]
     template = samples[0]
@@ -80,4 +85,4 @@ async def main(certs_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))
