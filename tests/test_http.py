@@ -16,6 +16,7 @@ from exporter.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter
+from tests.raw_http import exchange
 from tests.support import eventually, fetch, parse_metrics, response, scrape, total_events
 
 
@@ -169,3 +170,34 @@ async def test_every_certificate_held_has_its_expiry_on_metrics(
         "http_input": (str(certs.server_cert), not_after(certs.server_cert)),
         "http_input_ca": (str(certs.ca), not_after(certs.ca)),
     }
+
+
+async def test_main_and_probes_ports_refuse_what_they_do_not_serve(
+    make_exporter: MakeExporter,
+) -> None:
+    """HEAD gives the head alone; a wrong method 405 with Allow, a wrong path 404, garbage
+    400 and a large body 413; and the port goes on serving scrapes."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    main, probes = exporter.main_http.port, exporter.probes_http.port
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", main)
+    writer.write(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    whole = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, rest = whole.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 1000
+    assert rest == b""
+
+    wrong_method = await exchange(main, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert (wrong_method.status, wrong_method.headers["allow"]) == (405, "GET, HEAD")
+    assert (await exchange(main, b"GET /nope HTTP/1.1\r\n\r\n")).status == 404
+    assert (await exchange(main, b"NOT HTTP AT ALL\r\n\r\n")).status == 400
+    large = b"GET /metrics HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n"
+    assert (await exchange(main, large)).status == 413
+    assert (await exchange(probes, b"GET /metrics HTTP/1.1\r\n\r\n")).status == 404
+    assert (await exchange(probes, b"DELETE /readiness HTTP/1.1\r\n\r\n")).status == 405
+    status, body, headers = await fetch(f"http://127.0.0.1:{main}/metrics")
+    assert status == 200
+    assert "falco_exporter_build_info" in body
+    assert headers["Vary"] == "Accept-Encoding"
