@@ -227,7 +227,7 @@ async def test_falco_restart_reconnects_and_counts_every_delivered_event(
         falco.publish(response(fields={"k8s.pod.name": f"pod-{round_number}"}) for _ in range(100))
         # `delivered` grows after each write, so an empty queue can still have one in flight.
         published = 100 * (round_number + 1)
-        await eventually(lambda: falco.delivered == published, message="Falco delivered all")
+        await eventually(lambda n=published: falco.delivered == n, message="Falco delivered all")
         await counted(exporter, published)
         seen.append(await total_events(exporter.main_http.port))
         address = falco.address
