@@ -483,3 +483,24 @@ def test_certs_refuses_to_replace_and_reuses_a_ca(
     renewed = x509.load_pem_x509_certificate((out / "client.crt").read_bytes())
     issuer = x509.load_pem_x509_certificate(first_ca)
     renewed.verify_directly_issued_by(issuer)
+
+
+def test_the_no_operator_variant_is_scraped_by_annotations() -> None:
+    """Without the Operator: no ServiceMonitor or PrometheusRule (their CRDs would be
+    missing), and prometheus.io annotations naming the port the metrics are served on."""
+    documents = render("http-input-no-operator")
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    kinds = {document["kind"] for document in documents}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    assert "Deployment" in kinds
+    service = one(documents, "Service", "falco-exporter")
+    deployment = one(documents, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+    for annotations in (
+        service["metadata"]["annotations"],
+        deployment["spec"]["template"]["metadata"]["annotations"],
+    ):
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(metrics_port)
