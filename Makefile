@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint protos bench clean
+.PHONY: demo test lint protos bench lock clean
 
 # Two steps into one venv: what the demo runs (the exporter and its simulated Falco), then
 # the development tools on top; each is redone only when pyproject.toml changes.
@@ -34,6 +34,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## Pin the image's dependencies, with hashes, from pyproject.toml (a test checks the lock).
+lock: $(BIN)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra uvloop --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/image.lock
 
 ## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).
 protos: $(BIN)/.installed

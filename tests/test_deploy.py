@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
+from packaging.requirements import Requirement
 
 from exporter import __version__
 from exporter.app import SHUTDOWN_TIMEOUT
@@ -498,9 +500,35 @@ def test_the_no_operator_variant_is_scraped_by_annotations() -> None:
     deployment = one(documents, "Deployment")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
-    for annotations in (
+    for scrape in (
         service["metadata"]["annotations"],
         deployment["spec"]["template"]["metadata"]["annotations"],
     ):
-        assert annotations["prometheus.io/scrape"] == "true"
-        assert annotations["prometheus.io/port"] == str(metrics_port)
+        assert scrape["prometheus.io/scrape"] == "true"
+        assert scrape["prometheus.io/port"] == str(metrics_port)
+
+
+def test_the_image_lock_pins_every_dependency_with_hashes() -> None:
+    """requirements/image.lock pins each run-time dependency (uvloop included) at a version
+    pyproject.toml allows, each with hashes; `make lock` rewrites it when this fails."""
+    lock = (REPO / "requirements" / "image.lock").read_text()
+    pins: dict[str, str] = {}
+    hashes: dict[str, int] = {}
+    current = ""
+    for line in lock.splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.split(" ")[0].partition("==")
+            current = name.lower().replace("_", "-")
+            pins[current] = version
+            hashes[current] = 0
+        elif line.strip().startswith("--hash=sha256:"):
+            hashes[current] += 1
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    wanted += [Requirement(r) for r in project["optional-dependencies"]["uvloop"]]
+    for requirement in wanted:
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in requirements/image.lock: run make lock"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: run make lock"
+    assert all(count >= 1 for count in hashes.values()), hashes
+    assert "aiohttp" not in pins  # the image serves with httptools alone
