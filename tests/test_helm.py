@@ -182,6 +182,17 @@ def test_socket_mode_runs_as_the_socket_can_be_reached(helm: str) -> None:
     assert "--client-socket=unix:///run/falco/falco.sock" in container["args"]
 
 
+def test_an_old_values_file_naming_a_grpc_host_means_grpc(helm: str) -> None:
+    """Without `mode`, a Go-chart values file with falco.grpcHostname keeps meaning gRPC over
+    TCP with its certificates, as it did; without it, the node's socket."""
+    documents = template(helm, "--set", "falco.grpcHostname=falco-grpc.falco.svc", *CERTS)
+    [deployment] = of_kind(documents, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--client-hostname=falco-grpc.falco.svc" in container["args"]
+    assert "--client-cert=/etc/falco-exporter/client/client.crt" in container["args"]
+    assert not of_kind(documents, "DaemonSet")
+
+
 def test_old_default_values_with_the_go_image_fail_loudly(helm: str) -> None:
     """The Go chart's defaults pin falcosecurity/falco-exporter: refused, saying what to set."""
     result = run_helm(

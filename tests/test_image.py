@@ -61,9 +61,12 @@ def buildah(*args: str, timeout: float = 600) -> str:
 
 def say(request: pytest.FixtureRequest, line: str) -> None:
     """A line in pytest's own output, captured or not: which base the image was built on."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # the line must reach the terminal
+            reporter.write_line(line)
 
 
 def dockerfile_base() -> str:

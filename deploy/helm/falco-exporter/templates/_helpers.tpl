@@ -16,6 +16,20 @@
 {{- end }}
 {{- end }}
 
+{{/*
+The mode: as set, or, left empty, what an old Go-chart values file meant: gRPC over TCP
+when it names falco.grpcHostname, the node's unix socket otherwise.
+*/}}
+{{- define "falco-exporter.mode" -}}
+{{- if .Values.mode }}
+{{- .Values.mode }}
+{{- else if .Values.falco.grpcHostname }}
+{{- "grpc" }}
+{{- else }}
+{{- "socket" }}
+{{- end }}
+{{- end }}
+
 {{- define "falco-exporter.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "falco-exporter.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -70,10 +84,10 @@ these arguments would crash-loop far from the cause.
 {{- $v := .Values }}
 - --listen-address=0.0.0.0:{{ $v.service.targetPort }}
 - --probes-listen-address=0.0.0.0:{{ $v.healthChecks.livenessProbe.probesPort }}
-{{- if eq $v.mode "socket" }}
+{{- if eq (include "falco-exporter.mode" .) "socket" }}
 - --client-socket={{ $v.falco.grpcUnixSocketPath }}
 - --timeout={{ $v.falco.grpcTimeout }}
-{{- else if eq $v.mode "grpc" }}
+{{- else if eq (include "falco-exporter.mode" .) "grpc" }}
 {{- if $v.discovery.dns }}
 - --discover-dns={{ $v.discovery.dns }}
 - --discover-interval={{ $v.discovery.interval }}
@@ -85,7 +99,7 @@ these arguments would crash-loop far from the cause.
 - --client-key=/etc/falco-exporter/client/client.key
 - --client-ca=/etc/falco-exporter/client/ca.crt
 - --timeout={{ $v.falco.grpcTimeout }}
-{{- else if eq $v.mode "http-input" }}
+{{- else if eq (include "falco-exporter.mode" .) "http-input" }}
 - --http-input-address=0.0.0.0:{{ $v.httpInput.port }}
 - --http-input-max-body={{ $v.httpInput.maxBody }}
 {{- if $v.httpInput.tls.existingSecret }}
@@ -123,7 +137,7 @@ these arguments would crash-loop far from the cause.
 {{- define "falco-exporter.resources" -}}
 {{- if .Values.resources }}
 {{- toYaml .Values.resources }}
-{{- else if eq .Values.mode "http-input" }}
+{{- else if eq (include "falco-exporter.mode" .) "http-input" }}
 requests:
   cpu: 50m
   memory: 48Mi
@@ -132,10 +146,10 @@ limits:
   memory: 128Mi
 {{- else }}
 requests:
-  cpu: {{ ternary "20m" "50m" (eq .Values.mode "socket") }}
+  cpu: {{ ternary "20m" "50m" (eq (include "falco-exporter.mode" .) "socket") }}
   memory: 64Mi
 limits:
-  cpu: {{ ternary "500m" "1" (eq .Values.mode "socket") }}
+  cpu: {{ ternary "500m" "1" (eq (include "falco-exporter.mode" .) "socket") }}
   memory: 160Mi
 {{- end }}
 {{- end }}
@@ -144,7 +158,7 @@ limits:
 {{- define "falco-exporter.podSecurityContext" -}}
 {{- if .Values.podSecurityContext }}
 {{- toYaml .Values.podSecurityContext }}
-{{- else if eq .Values.mode "socket" }}
+{{- else if eq (include "falco-exporter.mode" .) "socket" }}
 runAsNonRoot: false
 runAsUser: 0
 runAsGroup: 0

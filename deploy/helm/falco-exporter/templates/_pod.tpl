@@ -41,7 +41,7 @@ spec:
         - name: probes
           containerPort: {{ $v.healthChecks.livenessProbe.probesPort }}
           protocol: TCP
-        {{- if eq $v.mode "http-input" }}
+        {{- if eq (include "falco-exporter.mode" .) "http-input" }}
         - name: http-input
           containerPort: {{ $v.httpInput.port }}
           protocol: TCP
@@ -60,7 +60,7 @@ spec:
         initialDelaySeconds: {{ $v.healthChecks.readinessProbe.initialDelaySeconds }}
         timeoutSeconds: {{ $v.healthChecks.readinessProbe.timeoutSeconds }}
         periodSeconds: {{ $v.healthChecks.readinessProbe.periodSeconds }}
-      {{- if eq $v.mode "http-input" }}
+      {{- if eq (include "falco-exporter.mode" .) "http-input" }}
       lifecycle:
         # Leave the Service's endpoints before the listener closes: no post is refused.
         preStop:
@@ -72,17 +72,17 @@ spec:
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
       volumeMounts:
-        {{- if eq $v.mode "socket" }}
+        {{- if eq (include "falco-exporter.mode" .) "socket" }}
         - name: falco-socket-dir
           mountPath: {{ dir (trimPrefix "unix://" $v.falco.grpcUnixSocketPath) }}
           readOnly: true
         {{- end }}
-        {{- if eq $v.mode "grpc" }}
+        {{- if eq (include "falco-exporter.mode" .) "grpc" }}
         - name: client-certs
           mountPath: /etc/falco-exporter/client
           readOnly: true
         {{- end }}
-        {{- if and (eq $v.mode "http-input") $v.httpInput.tls.existingSecret }}
+        {{- if and (eq (include "falco-exporter.mode" .) "http-input") $v.httpInput.tls.existingSecret }}
         - name: input-certs
           mountPath: /etc/falco-exporter/input
           readOnly: true
@@ -93,18 +93,18 @@ spec:
           readOnly: true
         {{- end }}
   volumes:
-    {{- if eq $v.mode "socket" }}
+    {{- if eq (include "falco-exporter.mode" .) "socket" }}
     - name: falco-socket-dir
       hostPath:
         path: {{ dir (trimPrefix "unix://" $v.falco.grpcUnixSocketPath) }}
         type: Directory
     {{- end }}
-    {{- if eq $v.mode "grpc" }}
+    {{- if eq (include "falco-exporter.mode" .) "grpc" }}
     - name: client-certs
       secret:
         secretName: {{ include "falco-exporter.clientSecret" . }}
     {{- end }}
-    {{- if and (eq $v.mode "http-input") $v.httpInput.tls.existingSecret }}
+    {{- if and (eq (include "falco-exporter.mode" .) "http-input") $v.httpInput.tls.existingSecret }}
     - name: input-certs
       secret:
         secretName: {{ $v.httpInput.tls.existingSecret }}
@@ -126,7 +126,7 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if and (eq $v.mode "http-input") (not $v.affinity) }}
+  {{- if and (eq (include "falco-exporter.mode" .) "http-input") (not $v.affinity) }}
   topologySpreadConstraints:
     - maxSkew: 1
       topologyKey: kubernetes.io/hostname
