@@ -248,7 +248,7 @@ def table(results: list[Result]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        floor = floors.get((r.loop, r.load))
+        floor = floors.get((r.loop, r.load)) or floors.get(("asyncio", r.load))
         ratio = r.per_cpu_second / floor if floor else 0.0
         exact = "n/a" if r.counted is None else f"{r.counted} of {r.requests}"
         lines.append(
@@ -286,7 +286,8 @@ def variants(other_checkouts: list[Path]) -> list[Variant]:
         Variant("floor", None, ("--uvloop",) if loop == "uvloop" else (), loop) for loop in loops
     ]
     chosen += [Variant("exporter", REPO, ("--event-loop", loop), loop) for loop in loops]
-    chosen += [Variant(f"exporter at {path}", path, (), "as it runs") for path in other_checkouts]
+    # An older checkout has no --event-loop: it runs asyncio's loop.
+    chosen += [Variant(f"exporter at {path}", path, (), "asyncio") for path in other_checkouts]
     return chosen
 
 

@@ -1,7 +1,7 @@
 """Which event loop runs the exporter: uvloop when installed, else asyncio's own.
 
 uvloop (libuv) makes each HTTP request cheaper (docs/performance.md), but it is a native
-wheel that not every platform has, so it is optional: `pip install 'falco-exporter[uvloop]'`
+wheel that not every platform has, so it is optional: `pip install 'falco-exporter[fast]'`
 (the container image has it). The choice is logged at start-up, so a slower fallback is
 never silent.
 """
@@ -29,7 +29,7 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
         if choice == "uvloop":
             raise EventLoopError(
                 "--event-loop uvloop: uvloop is not installed "
-                "(pip install 'falco-exporter[uvloop]', or --event-loop auto)"
+                "(pip install 'falco-exporter[fast]', or --event-loop auto)"
             ) from None
         return None, "asyncio (uvloop not installed)"
     return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".strip()

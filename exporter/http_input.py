@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from exporter import json_parser
 from exporter.counter import EventSink
 from exporter.http_server import Answer, Request
 from exporter.json_event import EventFormatError, event_from_json
@@ -230,9 +231,9 @@ _TOO_DEEP = _NotJson("nested too deeply")
 
 
 def _parse(text: str) -> object:
-    """json.loads, with nesting too deep for the parser reported as not JSON."""
+    """The document, with nesting too deep for the parser reported as not JSON."""
     try:
-        return json.loads(text)
+        return json_parser.loads(text)
     except ValueError as error:
         return _NotJson(str(error).split(":")[0])
     except RecursionError:

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from exporter import __version__
+from exporter import __version__, json_parser
 from exporter.app import Exporter
 from exporter.config import Config
 from exporter.errors import CertificateFilesError
@@ -68,7 +68,11 @@ async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> i
     """The exporter command: serve until SIGTERM or SIGINT."""
     log = structlog.get_logger("app")
     log.info(
-        "starting falco-exporter", version=__version__, event_loop=loop_name, **config.summary()
+        "starting falco-exporter",
+        version=__version__,
+        event_loop=loop_name,
+        json_parser=json_parser.PARSER_NAME,
+        **config.summary(),
     )
     log.debug("effective configuration", config=config.effective())
     warn_of_expiring_certificates(config, log)

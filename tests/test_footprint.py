@@ -105,10 +105,12 @@ async def test_uvloop_runs_when_installed_and_says_so() -> None:
     """With uvloop installed, `auto` runs it and the start-up line names it; the HTTP
     input, /metrics and SIGTERM work on it as on asyncio's loop."""
     pytest.importorskip("uvloop")
+    pytest.importorskip("orjson")
     modules, records, status = await run_exporter("--http-input-address", "127.0.0.1:0", post=True)
     assert status == 0
     started = next(r for r in records if r.get("event") == "starting falco-exporter")
     assert str(started["event_loop"]).startswith("uvloop")
+    assert str(started["json_parser"]).startswith("orjson ")
     assert "uvloop" in modules
 
     modules, records, status = await run_exporter(
@@ -121,20 +123,24 @@ async def test_uvloop_runs_when_installed_and_says_so() -> None:
 
 
 def without_uvloop(tmp_path: Path) -> dict[str, str]:
-    """An environment where `import uvloop` fails, as on a platform without its wheel."""
-    (tmp_path / "uvloop.py").write_text("raise ImportError('uvloop is not installed here')\n")
+    """An environment where `import uvloop` and `import orjson` fail, as on a platform
+    without their wheels."""
+    for name in ("uvloop", "orjson"):
+        (tmp_path / f"{name}.py").write_text(f"raise ImportError('no {name} here')\n")
     root = Path(__file__).resolve().parent.parent
     return {"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"}
 
 
 async def test_without_uvloop_auto_falls_back_and_says_so(tmp_path: Path) -> None:
-    """`auto` without uvloop runs asyncio's loop, and the log says why."""
+    """Without uvloop and orjson, `auto` runs asyncio's loop and the standard library's
+    parser, counts as before, and the log says why."""
     _modules, records, status = await run_exporter(
         "--http-input-address", "127.0.0.1:0", env=without_uvloop(tmp_path), post=True
     )
     assert status == 0
     started = next(r for r in records if r.get("event") == "starting falco-exporter")
     assert started["event_loop"] == "asyncio (uvloop not installed)"
+    assert started["json_parser"] == "json (standard library; orjson not installed)"
 
 
 async def test_uvloop_required_but_missing_exits_2_naming_the_flag(tmp_path: Path) -> None:

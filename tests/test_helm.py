@@ -20,7 +20,7 @@ import yaml
 
 from exporter.cli import main
 from tests.support import find_tool
-from tests.test_deploy import KUBERNETES_VERSION
+from tests.test_deploy import KUBERNETES_VERSION, MEASURED_MIB, mebibytes
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "deploy" / "helm" / "falco-exporter"
@@ -162,6 +162,11 @@ def test_every_mode_lints_renders_and_validates(
     assert workload["kind"] == ("DaemonSet" if mode == "socket" else "Deployment")
     [container] = workload["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "falco-exporter:0.1.0"
+    # Requests hold the measured RSS at the default series limit, limits twice its peak.
+    measured = {"socket": "daemonset-socket", "http-input": "http-input"}.get(mode, "grpc-mtls")
+    at_default_limit, peak = MEASURED_MIB[measured]
+    assert mebibytes(container["resources"]["requests"]["memory"]) >= at_default_limit
+    assert mebibytes(container["resources"]["limits"]["memory"]) >= 2 * peak
     if mode in ("socket", "http-input"):  # the others name certificate files of the pod
         args_without_files = [a for a in container["args"] if "/etc/falco-exporter/" not in a]
         assert main([*args_without_files, "--check-config"]) == 0

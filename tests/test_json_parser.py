@@ -1,0 +1,84 @@
+"""The HTTP input's JSON parser: orjson's speed, the standard library's results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter import json_parser
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False)
+    | st.text()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+EVENTS = st.fixed_dictionaries(
+    {"rule": st.text(), "output_fields": st.dictionaries(st.text(), VALUES, max_size=6)}
+)
+
+
+def verdict(text: str) -> tuple[str, str]:
+    """What json.loads makes of a text, comparable across parsers (NaN included)."""
+    try:
+        return "document", json.dumps(json.loads(text), sort_keys=True)
+    except ValueError as error:
+        return "refused", str(error)
+    except RecursionError:
+        return "too deep", ""
+
+
+def ours(text: str) -> tuple[str, str]:
+    """The same, through json_parser.loads."""
+    try:
+        return "document", json.dumps(json_parser.loads(text), sort_keys=True)
+    except ValueError as error:
+        return "refused", str(error)
+    except RecursionError:
+        return "too deep", ""
+
+
+def test_orjson_runs_where_it_is_installed() -> None:
+    """The image and `make test` install it; the parser then says so (the test can fail)."""
+    pytest.importorskip("orjson")
+    assert json_parser.PARSER_NAME.startswith("orjson ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENTS | st.lists(EVENTS, max_size=3))
+def test_documents_read_as_the_standard_library_reads_them(document: object) -> None:
+    """Events with big integers, nested values and any text: the same result, exactly."""
+    for text in (json.dumps(document), json.dumps(document, ensure_ascii=False)):
+        assert ours(text) == verdict(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_any_text_is_refused_or_read_as_the_standard_library_does(text: str) -> None:
+    """Garbage, NaN, lone surrogates, trailing data: same verdict and same message."""
+    assert ours(text) == verdict(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"output_fields": {"evt.num": 18446744073709551616}}',
+        '{"output_fields": {"ids": [1, -9223372036854775809]}}',
+        '"\\ud800"',
+        '{"a": NaN}',
+        '{"a": 1}\n{"b": 2}',
+        "[" * 100_000,
+    ],
+)
+def test_where_orjson_differs_the_standard_library_decides(text: str) -> None:
+    """Integers beyond 64 bits keep their digits; lenient and refused texts are as before."""
+    assert ours(text) == verdict(text)
