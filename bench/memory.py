@@ -5,7 +5,8 @@
 The figures docs/performance.md gives and the manifests' memory requests come from.
 Each mode runs as its own process on the event loop it would choose (uvloop when
 installed), and the HTTP-only mode also on asyncio's loop:
-- idle: started, one event counted, one scrape answered, then measured;
+- idle: started, one event counted, one scrape answered, then measured, and its CPU over
+  20 s of nothing (timers; with gRPC, the poll of Falco's queue every 50 ms);
 - at N series: N events, each from a pod never seen before, with --max-series 0, then
   one scrape (the largest allocation a scrape makes is part of the peak), then measured.
 RSS is VmRSS; the peak (VmHWM) is shown beside it, since a limit must hold the peak.
@@ -27,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.run import Server, falco_server, rss_mib
+from bench.run import Server, cpu_seconds, falco_server, rss_mib
 from exporter.simulator.certs import write_cert_set
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,24 @@ EVENT = json.loads(
     (REPO / "exporter/simulator/data/sample-events.jsonl").read_text().split("\n")[0]
 )
 _BATCH = 1000  # events per NDJSON POST while filling series
+_IDLE_SECONDS = 20.0  # how long idle CPU is measured
+
+
+@dataclass
+class Figures:
+    """One mode's measurements."""
+
+    idle_rss: float
+    idle_millicores: float
+    full_rss: float
+    peak: float
+
+
+async def idle_millicores(pid: int) -> float:
+    """CPU used while nothing happens (timers, gRPC polls), in thousandths of a core."""
+    before = cpu_seconds(pid)
+    await asyncio.sleep(_IDLE_SECONDS)
+    return (cpu_seconds(pid) - before) / _IDLE_SECONDS * 1000
 
 
 @dataclass
@@ -129,7 +148,7 @@ async def until_received(running: Running, total: int) -> None:
         await asyncio.sleep(2)  # each scrape renders every series: not too often
 
 
-async def http_only(series: int, *flags: str) -> tuple[float, float, float]:
+async def http_only(series: int, *flags: str) -> Figures:
     """(idle RSS, RSS at `series` series, its peak) of the HTTP-only mode."""
     async with exporter(
         "--http-input-address", "127.0.0.1:0", *flags, wait_for="serving HTTP"
@@ -138,22 +157,24 @@ async def http_only(series: int, *flags: str) -> tuple[float, float, float]:
         await post_pods(running.input_port, 0, 1)
         await until_received(running, 1)
         idle = rss_mib(running.process.pid)
+        idle_cpu = await idle_millicores(running.process.pid)
         await post_pods(running.input_port, 1, series - 1)
         await until_received(running, series)
-        return idle, rss_mib(running.process.pid), peak_mib(running.process.pid)
+        pid = running.process.pid
+        return Figures(idle, idle_cpu, rss_mib(pid), peak_mib(pid))
 
 
-async def grpc_mode(
-    server: Server, flags: tuple[str, ...], series: int
-) -> tuple[float, float, float]:
+async def grpc_mode(server: Server, flags: tuple[str, ...], series: int) -> Figures:
     """(idle RSS, RSS at `series` series, its peak) reading `server` over gRPC."""
     async with exporter(*flags, wait_for="connected to Falco") as running:
         await server.command("churn 1")
         await until_received(running, 1)
         idle = rss_mib(running.process.pid)
+        idle_cpu = await idle_millicores(running.process.pid)
         await server.command(f"churn {series - 1}")
         await until_received(running, series)
-        return idle, rss_mib(running.process.pid), peak_mib(running.process.pid)
+        pid = running.process.pid
+        return Figures(idle, idle_cpu, rss_mib(pid), peak_mib(pid))
 
 
 async def main() -> None:
@@ -161,7 +182,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=int, default=100_000)
     series = parser.parse_args().series
-    rows: list[tuple[str, tuple[float, float, float]]] = []
+    rows: list[tuple[str, Figures]] = []
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp)
         write_cert_set(certs)
@@ -190,10 +211,14 @@ async def main() -> None:
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n"
     )
     print(
-        f"| mode | idle RSS MiB | RSS at {series:,} series MiB | peak MiB |\n|---|---:|---:|---:|"
+        f"| mode | idle RSS MiB | idle CPU millicores | RSS at {series:,} series MiB | peak MiB |"
+        "\n|---|---:|---:|---:|---:|"
     )
-    for mode, (idle, full, peak) in rows:
-        print(f"| {mode} | {idle:.1f} | {full:.0f} | {peak:.0f} |")
+    for mode, f in rows:
+        print(
+            f"| {mode} | {f.idle_rss:.1f} | {f.idle_millicores:.1f} | {f.full_rss:.0f} | "
+            f"{f.peak:.0f} |"
+        )
 
 
 @asynccontextmanager

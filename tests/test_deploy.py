@@ -150,6 +150,8 @@ def test_workloads_are_locked_down(overlay: str) -> None:
     # (bench/memory.py, docs/performance.md).
     at_default_limit, peak = MEASURED_MIB[overlay]
     assert mebibytes(box["resources"]["requests"]["memory"]) >= at_default_limit
+    # CPU requests above the idle CPU of one target (a gRPC poll every 50 ms), with room.
+    assert millicores(box["resources"]["requests"]["cpu"]) >= IDLE_MILLICORES[overlay] + 5
     assert mebibytes(box["resources"]["limits"]["memory"]) >= 2 * peak
     account = one(documents, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
@@ -157,6 +159,15 @@ def test_workloads_are_locked_down(overlay: str) -> None:
 
 # RSS at the default --max-series (10,000) and the peak there, MiB, from bench/memory.py.
 MEASURED_MIB = {"http-input": (44, 44), "grpc-mtls": (57, 61), "daemonset-socket": (54, 58)}
+
+
+# Idle CPU with one Falco target, millicores, from bench/memory.py.
+IDLE_MILLICORES = {"http-input": 0, "grpc-mtls": 22, "daemonset-socket": 21}
+
+
+def millicores(quantity: str) -> int:
+    """A Kubernetes CPU quantity ("30m", "1") in millicores."""
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
 
 
 def mebibytes(quantity: str) -> int:

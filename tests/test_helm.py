@@ -173,6 +173,19 @@ def test_every_mode_lints_renders_and_validates(
         capsys.readouterr()
 
 
+def test_pods_restart_when_a_certificate_given_inline_changes(helm: str) -> None:
+    """The Secret's checksum is in the pod template: a new certificate rolls the pods, the
+    same one does not."""
+
+    def checksum(client_cert: str) -> str:
+        documents = template(helm, *MODES["grpc"], "--set", f"certs.client.crt={client_cert}")
+        [deployment] = of_kind(documents, "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"])
+
+    assert checksum("one") == checksum("one")
+    assert checksum("one") != checksum("two")
+
+
 def test_socket_mode_runs_as_the_socket_can_be_reached(helm: str) -> None:
     """uid 0, every capability dropped, read-only root, the socket's directory read-only."""
     [daemonset] = of_kind(template(helm), "DaemonSet")
@@ -209,9 +222,12 @@ def test_old_default_values_with_the_go_image_fail_loudly(helm: str) -> None:
 
 
 def test_old_default_values_render_the_go_charts_release(helm: str, models_dir: Path) -> None:
-    """With only the image changed, the old defaults give the Go chart's layout: a DaemonSet
-    on the socket, a headless Service with the scrape annotations, the same probes."""
-    documents = template(helm, "-f", str(DATA / "go-chart-0.12.2-defaults.yaml"), *OUR_IMAGE)
+    """With only the image changed, the old defaults lint and give the Go chart's layout: a
+    DaemonSet on the socket, a headless Service with the scrape annotations, the same probes."""
+    old = ["-f", str(DATA / "go-chart-0.12.2-defaults.yaml"), *OUR_IMAGE]
+    lint = run_helm(helm, "lint", "--strict", str(CHART), *old)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    documents = template(helm, *old)
     validate_all(documents, models_dir)
     check_references(documents)
     assert sorted(doc["kind"] for doc in documents) == ["DaemonSet", "Service", "ServiceAccount"]
@@ -225,8 +241,12 @@ def test_old_default_values_render_the_go_charts_release(helm: str, models_dir: 
 
 
 def test_a_customised_old_values_file_keeps_its_meaning(helm: str, models_dir: Path) -> None:
-    """Registry, monitoring labels, relabelings, alert tuning, extra alerts, dashboard folder
-    and data source: each reaches the objects it used to."""
+    """It lints; registry, monitoring labels, relabelings, alert tuning, extra alerts,
+    dashboard folder and data source: each reaches the objects it used to."""
+    lint = run_helm(
+        helm, "lint", "--strict", str(CHART), "-f", str(DATA / "go-chart-customised.yaml")
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     documents = template(helm, "-f", str(DATA / "go-chart-customised.yaml"))
     validate_all(documents, models_dir)
     check_references(documents)

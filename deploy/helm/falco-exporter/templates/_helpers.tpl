@@ -146,7 +146,7 @@ limits:
   memory: 128Mi
 {{- else }}
 requests:
-  cpu: {{ ternary "20m" "50m" (eq (include "falco-exporter.mode" .) "socket") }}
+  cpu: {{ ternary "30m" "50m" (eq (include "falco-exporter.mode" .) "socket") }}
   memory: 64Mi
 limits:
   cpu: {{ ternary "500m" "1" (eq (include "falco-exporter.mode" .) "socket") }}
