@@ -232,16 +232,22 @@ def test_image_serves_counts_and_stops_on_sigterm_read_only(image: Built) -> Non
 
 
 def serving_ports(process: subprocess.Popen[str]) -> dict[str, int]:
-    """Read the JSON log until `serving HTTP`; its ports (30 s at most)."""
+    """Read the JSON log until `serving HTTP`; its ports (30 s at most). On the way, the
+    start-up line must say that the image runs its native extras, uvloop and orjson."""
     assert process.stdout is not None
     deadline = time.monotonic() + 30
+    started: dict[str, Any] = {}
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             stderr = process.stderr.read() if process.stderr else ""
             raise AssertionError(f"the image's process exited: {stderr[-2000:]}")
         record = json.loads(line)
+        if record.get("event") == "starting falco-exporter":
+            started = record
         if record.get("event") == "serving HTTP":
+            assert str(started.get("event_loop")).startswith("uvloop "), started
+            assert str(started.get("json_parser")).startswith("orjson "), started
             return {key: int(record[key]) for key in ("metrics_port", "http_input_port")}
     raise AssertionError("no 'serving HTTP' within 30 s")
 
