@@ -201,7 +201,7 @@ async def main() -> None:
             flags = (*client, "--client-port", server.port)
             rows.append(("gRPC, mutual TLS (one Falco)", await grpc_mode(server, flags, series)))
         socket_path = str(certs / "falco.sock")
-        async with unix_falco(certs, socket_path) as server:
+        async with falco_server(certs, socket_path) as server:
             socket_flags = ("--client-socket", f"unix://{socket_path}")
             rows.append(
                 ("gRPC, unix socket (DaemonSet)", await grpc_mode(server, socket_flags, series))
@@ -219,23 +219,6 @@ async def main() -> None:
             f"| {mode} | {f.idle_rss:.1f} | {f.idle_millicores:.1f} | {f.full_rss:.0f} | "
             f"{f.peak:.0f} |"
         )
-
-
-@asynccontextmanager
-async def unix_falco(certs: Path, socket_path: str) -> AsyncIterator[Server]:
-    """bench/falco_server.py on a unix socket."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.falco_server", str(certs), socket_path,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO,
-    )  # fmt: skip
-    assert process.stdout is not None
-    address = (await process.stdout.readline()).decode().strip()
-    try:
-        yield Server(process, address)
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        await process.wait()
 
 
 if __name__ == "__main__":

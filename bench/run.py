@@ -76,13 +76,14 @@ class Server:
 
 
 @asynccontextmanager
-async def falco_server(certs: Path) -> AsyncIterator[Server]:
-    """Start a fresh Falco-like server; stop it afterwards."""
+async def falco_server(certs: Path, unix_socket: str = "") -> AsyncIterator[Server]:
+    """Start a fresh Falco-like server (on `unix_socket` if given); stop it afterwards."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.falco_server",
         str(certs),
+        *([unix_socket] if unix_socket else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )

@@ -52,33 +52,23 @@ class ExporterCollector:
         """Build the families from the current state."""
         targets = list(self._targets())
         yield from self._target_families(targets, self._http_input)
-        series = Family(
-            f"{PREFIX}falco_events_series", "gauge", "Current number of falco_events series."
-        )
-        series.add((), self._counter.series_count)
-        yield series
         stats = self._counter.stats
-        limit = Family(f"{PREFIX}series_limit", "gauge", "The --max-series setting (0: no limit).")
-        limit.add((), stats.limit)
-        evicted = Family(
-            f"{PREFIX}series_evicted",
-            "counter",
-            "falco_events series removed after --series-ttl idle.",
-        )
-        evicted.add((), stats.evicted)
-        evicted_events = Family(
-            f"{PREFIX}series_evicted_events",
-            "counter",
-            "Events that were counted in falco_events series since removed by --series-ttl.",
-        )
-        evicted_events.add((), stats.evicted_events)
-        folded = Family(
-            f"{PREFIX}events_folded",
-            "counter",
-            "Events counted in an overflow series because --max-series was reached.",
-        )
-        folded.add((), stats.folded)
-        yield from (limit, evicted, evicted_events, folded)
+        for name, kind, help_text, value in (
+            ("falco_events_series", "gauge", "Current number of falco_events series.",
+             self._counter.series_count),
+            ("series_limit", "gauge", "The --max-series setting (0: no limit).", stats.limit),
+            ("series_evicted", "counter", "falco_events series removed after --series-ttl idle.",
+             stats.evicted),
+            ("series_evicted_events", "counter",
+             "Events that were counted in falco_events series since removed by --series-ttl.",
+             stats.evicted_events),
+            ("events_folded", "counter",
+             "Events counted in an overflow series because --max-series was reached.",
+             stats.folded),
+        ):  # fmt: skip
+            family = Family(f"{PREFIX}{name}", kind, help_text)
+            family.add((), value)
+            yield family
         if self._discovery is not None:
             yield from self._discovery_families(self._discovery)
         if self._http_input is not None:

@@ -145,3 +145,14 @@ def sample_documents() -> list[dict[str, Any]]:
     """The sample events, as Falco's JSON documents."""
     lines = SAMPLE_EVENTS.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+# One alert as Falco's http_output posts it (json_output: true), for the HTTP input's tests.
+FALCO_JSON_EVENT: dict[str, object] = {
+    "rule": "Terminal shell in container",
+    "priority": "Warning",
+    "source": "syscall",
+    "hostname": "worker-1",
+    "tags": ["container", "shell"],
+    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1"},
+}

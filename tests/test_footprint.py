@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import eventually, scrape
+from tests.support import FALCO_JSON_EVENT, eventually, scrape
 
 LOCAL_PORTS = ("--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0")
-EVENT = {
-    "rule": "Terminal shell in container",
-    "priority": "Warning",
-    "source": "syscall",
-    "hostname": "worker-1",
-    "tags": ["container", "shell"],
-    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1"},
-}
 # Modules that only the gRPC input, or nothing at run time at all, needs.
 GRPC_MODULES = ("grpc", "google.protobuf")
 NEVER_AT_RUN_TIME = ("aiohttp", "prometheus_client", "importlib.metadata")
@@ -71,7 +63,7 @@ async def post_and_count(input_port: int, metrics_port: int) -> None:
     """One event posted as Falco posts it, then seen on /metrics."""
     curl = await asyncio.create_subprocess_exec(
         "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-        "-H", "Content-Type: application/json", "--data-binary", json.dumps(EVENT),
+        "-H", "Content-Type: application/json", "--data-binary", json.dumps(FALCO_JSON_EVENT),
         f"http://127.0.0.1:{input_port}/",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -24,17 +24,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import FALCO_JSON_EVENT
+
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/falco-exporter:test"
 FALLBACK_BASE = "localhost/falco-exporter-base:bookworm-python3.11"
-EVENT = {
-    "rule": "Terminal shell in container",
-    "priority": "Warning",
-    "source": "syscall",
-    "hostname": "worker-1",
-    "tags": ["container", "shell"],
-    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1"},
-}
 
 
 @dataclass
@@ -210,7 +204,8 @@ def test_image_serves_counts_and_stops_on_sigterm_read_only(image: Built) -> Non
                 assert "ro" in root_mount[5].split(",")  # its root filesystem is read-only
                 posted = curl(
                     "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                    "-H", "Content-Type: application/json", "--data-binary", json.dumps(EVENT),
+                    "-H", "Content-Type: application/json",
+                    "--data-binary", json.dumps(FALCO_JSON_EVENT),
                     f"http://127.0.0.1:{ports['http_input_port']}/",
                 )  # fmt: skip
                 assert posted == "200"
