@@ -45,7 +45,8 @@ protos: $(BIN)/.installed
 	$(BIN)/python tools/gen_protos.py
 
 ## The benchmarks of docs/performance.md (a few minutes; `BENCH_ARGS=--quick` for a short one).
-## The HTTP input's needs wrk (Debian: apt-get install wrk).
+## The HTTP input's needs wrk, and for its compiled reference Go (Debian: apt-get install wrk
+## golang-go golang-github-prometheus-client-golang-dev).
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.http_input $(HTTP_BENCH_ARGS)

@@ -7,7 +7,10 @@ Two loads: `wrk` with 8 keep-alive connections, and one connection posting seque
 per server CPU-second, requests per second, round trip p50/p99, and exactness (the
 server's count against the requests completed). The floor is the cheapest Python server
 that reads a request and answers 200 (bench/floor_server.py); ours is reported as a ratio
-to it. `--exporter-path` runs the exporter from another checkout, for before/after.
+to it. The compiled reference is a Go net/http server doing the same work
+(bench/compiled_server/main.go), built from Debian's packages golang-go and
+golang-github-prometheus-client-golang-dev when they are installed; the exporter's ratios
+to it follow the table. `--exporter-path` runs the exporter from another checkout.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +36,7 @@ from pathlib import Path
 from bench.run import cpu_seconds
 
 REPO = Path(__file__).resolve().parent.parent
+GOPATH = Path("/usr/share/gocode")  # where Debian's Go library packages put their sources
 EVENT = (REPO / "exporter/simulator/data/sample-events.jsonl").read_bytes().splitlines()[0]
 REQUEST = (
     b"POST / HTTP/1.1\r\nHost: 127.0.0.1:2801\r\nUser-Agent: falcosecurity/falco\r\n"
@@ -77,23 +83,61 @@ class Result:
 
 @dataclass(frozen=True)
 class Variant:
-    """One server to measure: the exporter of a checkout with some flags, or the floor."""
+    """One server to measure: the exporter of a checkout with some flags, the floor, or the
+    compiled reference (`binary`)."""
 
     name: str
-    path: Path | None  # None: the floor
+    path: Path | None  # None: the floor, or the compiled server when `binary` is set
     args: tuple[str, ...] = ()
     loop: str = "asyncio"
+    binary: Path | None = None
 
 
 @asynccontextmanager
 async def started(variant: Variant) -> AsyncIterator[Server]:
     """The variant's server, running."""
-    if variant.path is None:
+    if variant.binary is not None:
+        async with compiled_server(variant.binary) as server:
+            yield server
+    elif variant.path is None:
         async with floor_server(variant.args) as server:
             yield server
     else:
         async with exporter(variant.path, variant.args) as server:
             yield server
+
+
+def build_compiled_server(folder: Path) -> Path | None:
+    """bench/compiled_server/main.go built with Debian's Go and client_golang, or None
+    (with the reason printed) where they are not installed."""
+    go = shutil.which("go")
+    if go is None or not (GOPATH / "src/github.com/prometheus/client_golang").is_dir():
+        print(
+            "no compiled reference: apt-get install golang-go "
+            "golang-github-prometheus-client-golang-dev",
+            file=sys.stderr,
+        )
+        return None
+    binary = folder / "compiled_server"
+    subprocess.run(
+        [go, "build", "-o", str(binary), str(REPO / "bench/compiled_server/main.go")],
+        check=True,
+        env={**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH),
+             "GOCACHE": str(folder / "gocache"), "GOFLAGS": ""},
+    )  # fmt: skip
+    return binary
+
+
+@asynccontextmanager
+async def compiled_server(binary: Path) -> AsyncIterator[Server]:
+    """The Go reference: it prints its input and metrics ports."""
+    process = await asyncio.create_subprocess_exec(str(binary), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        port, metrics_port = map(int, (await process.stdout.readline()).split())
+        yield Server("compiled Go server", process, port, metrics_port)
+    finally:
+        await _stop(process)
 
 
 @asynccontextmanager
@@ -256,6 +300,18 @@ def table(results: list[Result]) -> str:
             f"{ratio:.2f} | "
             f"{r.requests / r.wall:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {exact} |"
         )
+    compiled = {r.load: r for r in results if r.server == "compiled Go server"}
+    if compiled:
+        lines.append("")
+        for r in results:
+            reference = compiled.get(r.load)
+            if r.server == "exporter" and reference is not None:
+                lines.append(
+                    f"- exporter on {r.loop}, {r.load}: "
+                    f"{r.per_cpu_second / reference.per_cpu_second:.2f} of the compiled server's "
+                    f"events per CPU-second; round trip p50 {r.p50_ms / reference.p50_ms:.2f} "
+                    "times its"
+                )
     return "\n".join(lines)
 
 
@@ -277,12 +333,14 @@ async def run(seconds: int, count: int, variants: list[Variant]) -> str:
     return table(results)
 
 
-def variants(other_checkouts: list[Path]) -> list[Variant]:
-    """The floor and this exporter on each loop there is, then other checkouts as they run."""
+def variants(other_checkouts: list[Path], compiled: Path | None) -> list[Variant]:
+    """The compiled reference, the floor and this exporter on each loop there is, then
+    other checkouts as they run."""
     loops = ["asyncio"]
     if importlib.util.find_spec("uvloop") is not None:
         loops.append("uvloop")
-    chosen = [
+    chosen = [Variant("compiled Go server", None, (), "Go", compiled)] if compiled else []
+    chosen += [
         Variant("floor", None, ("--uvloop",) if loop == "uvloop" else (), loop) for loop in loops
     ]
     chosen += [Variant("exporter", REPO, ("--event-loop", loop), loop) for loop in loops]
@@ -304,7 +362,10 @@ def main() -> None:
         help="another checkout to measure beside this one (repeatable)",
     )
     options = parser.parse_args()
-    print(asyncio.run(run(options.seconds, options.sequential, variants(options.exporter_path))))
+    with tempfile.TemporaryDirectory() as folder:
+        compiled = build_compiled_server(Path(folder))
+        chosen = variants(options.exporter_path, compiled)
+        print(asyncio.run(run(options.seconds, options.sequential, chosen)))
 
 
 if __name__ == "__main__":
