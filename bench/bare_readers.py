@@ -18,8 +18,8 @@ import grpc
 import grpc.aio
 import grpc.experimental
 
-from exporter import falco_api
 from exporter.falcopb import outputs_pb2
+from exporter.inputs.grpc import api as falco_api
 from exporter.simulator.certs import CertPaths
 
 POLL_INTERVAL = 0.05

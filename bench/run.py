@@ -32,9 +32,9 @@ from pathlib import Path
 
 import aiohttp
 
-from exporter.counter import EventCounter
-from exporter.event import FalcoEvent
-from exporter.exposition import gzip_body
+from exporter.core.counter import EventCounter
+from exporter.core.event import FalcoEvent
+from exporter.exposition.text import gzip_body
 from exporter.simulator.certs import write_cert_set
 
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -17,23 +17,28 @@ from typing import Any
 
 import structlog
 
-from exporter import live_page
-from exporter.addresses import parse_listen_address
-from exporter.cert_watch import watch_files
-from exporter.config import Config
-from exporter.counter import EventCounter
-from exporter.discovery import DnsDiscovery
-from exporter.durations import format_duration
-from exporter.endpoints import Readiness, main_site, probes_site
-from exporter.http_input import TEXT_OUTPUT_FIX, HttpInput
-from exporter.http_server import HttpServer
-from exporter.labels import build_label_set
-from exporter.live import LiveView
-from exporter.selfmetrics import ExporterCollector, render_self_metrics
-from exporter.subscriptions import Subscriptions
-from exporter.targets import ClientTlsFiles, SubscriptionSettings, static_targets, tcp_targets
-from exporter.tasks import cancel_and_wait
-from exporter.tls_files import server_ssl_context
+from exporter.core.counter import EventCounter
+from exporter.core.labels import build_label_set
+from exporter.exposition.self_metrics import ExporterCollector, render_self_metrics
+from exporter.http.server import HttpServer
+from exporter.inputs.grpc.discovery import DnsDiscovery
+from exporter.inputs.grpc.subscriptions import Subscriptions
+from exporter.inputs.grpc.targets import (
+    ClientTlsFiles,
+    SubscriptionSettings,
+    static_targets,
+    tcp_targets,
+)
+from exporter.inputs.http.site import TEXT_OUTPUT_FIX, HttpInput
+from exporter.runtime.file_watch import watch_files
+from exporter.runtime.tasks import cancel_and_wait
+from exporter.serve import live_page
+from exporter.serve.endpoints import Readiness, main_site, probes_site
+from exporter.serve.live import LiveView
+from exporter.settings.addresses import parse_listen_address
+from exporter.settings.config import Config
+from exporter.settings.durations import format_duration
+from exporter.settings.tls import server_ssl_context
 
 # Kubernetes' default grace period is 30 s; we finish well inside it.
 SHUTDOWN_TIMEOUT = 4.0

@@ -13,7 +13,9 @@ from typing import NoReturn
 import yaml
 
 from exporter import __version__
-from exporter.config import (
+from exporter.runtime.event_loop import EventLoopError, loop_factory, run_with_loop
+from exporter.runtime.process import configure_process, quiet_grpc_core
+from exporter.settings.config import (
     SETTINGS,
     Config,
     ConfigError,
@@ -21,8 +23,6 @@ from exporter.config import (
     load_config,
     shown_default,
 )
-from exporter.event_loop import EventLoopError, loop_factory, run_with_loop
-from exporter.process import configure_process, quiet_grpc_core
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 

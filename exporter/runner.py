@@ -9,13 +9,14 @@ from typing import Any
 
 import structlog
 
-from exporter import __version__, json_parser
+from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import Config
-from exporter.errors import CertificateFilesError
-from exporter.signals import stop_on_signals
-from exporter.tasks import cancel_and_wait
-from exporter.tls_files import utc_time, validity
+from exporter.inputs.http import json_parser
+from exporter.runtime.signals import stop_on_signals
+from exporter.runtime.tasks import cancel_and_wait
+from exporter.settings.config import Config
+from exporter.settings.errors import CertificateFilesError
+from exporter.settings.tls import utc_time, validity
 
 # What runs beside the exporter until the stop (the demo's feeder, for one).
 Companion = Callable[[Exporter], Coroutine[Any, Any, object]]

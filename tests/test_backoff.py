@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.backoff import Backoff
+from exporter.inputs.grpc.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap() -> None:

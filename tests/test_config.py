@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.config import Config, ConfigError, load_config
-from exporter.durations import parse_duration
+from exporter.settings.config import Config, ConfigError, load_config
+from exporter.settings.durations import parse_duration
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 
 GO_EXPORTER_DEFAULTS = {

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.counter import EventCounter
-from exporter.http_input import HttpInput
-from exporter.labels import OVERFLOW_VALUE, build_label_set
+from exporter.core.counter import EventCounter
+from exporter.core.labels import OVERFLOW_VALUE, build_label_set
+from exporter.inputs.http.site import HttpInput
 from tests.support import FakeClock, parse_metrics, response
 
 PODS = 120

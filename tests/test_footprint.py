@@ -81,7 +81,7 @@ async def test_http_only_mode_loads_neither_grpc_nor_a_web_framework() -> None:
     library; a mode with a gRPC target does load grpc (so the check can fail)."""
     modules, _records, status = await run_exporter("--http-input-address", "127.0.0.1:0", post=True)
     assert status == 0
-    assert "exporter.http_server" in modules  # the listing is real
+    assert "exporter.http.server" in modules  # the listing is real
     loaded = sorted(m for m in modules if m.startswith(GRPC_MODULES + NEVER_AT_RUN_TIME))
     assert loaded == []
 

@@ -18,14 +18,14 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.counter import EventCounter
-from exporter.event import FalcoEvent
+from exporter.core.counter import EventCounter
+from exporter.core.event import FalcoEvent
+from exporter.core.labels import DEFAULT_LABELS, build_label_set, go_exporter_labels
 from exporter.falcopb import outputs_pb2
-from exporter.grpc_event import decode_response, event_from_response
-from exporter.http_input import HttpInput
-from exporter.http_server import Request
-from exporter.json_event import EventFormatError, event_from_json
-from exporter.labels import DEFAULT_LABELS, build_label_set, go_exporter_labels
+from exporter.http.server import Request
+from exporter.inputs.grpc.messages import decode_response, event_from_response
+from exporter.inputs.http.json_event import EventFormatError, event_from_json
+from exporter.inputs.http.site import HttpInput
 from tests.support import parse_metrics
 
 TEXT = st.text(max_size=300)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.grpc_source import TRANSPORTS
+from exporter.inputs.grpc.subscription import TRANSPORTS
 from exporter.simulator.events import response_from_json
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from exporter.signals import stop_on_signals
+from exporter.runtime.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.app import Exporter
-from exporter.config import load_config
-from exporter.http_input import REASON_STATUS
+from exporter.inputs.http.site import REASON_STATUS
+from exporter.settings.config import load_config
 from tests.support import parse_metrics
 from tests.test_http_input import EVENT
 

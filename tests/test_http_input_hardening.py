@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from exporter.app import Exporter
-from exporter.http_input import REASON_STATUS, TEXT_OUTPUT_FIX
+from exporter.inputs.http.site import REASON_STATUS, TEXT_OUTPUT_FIX
 from exporter.simulator.certs import CertPaths
 from tests.conftest import LogLines, MakeExporter, client_flags
 from tests.raw_http import exchange, post_request

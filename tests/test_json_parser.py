@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import json_parser
+from exporter.inputs.http import json_parser
 
 SCALARS = (
     st.none()

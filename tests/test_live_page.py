@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from exporter.counter import EventCounter
-from exporter.event import FalcoEvent
-from exporter.live import MINUTES, LiveView
+from exporter.core.counter import EventCounter
+from exporter.core.event import FalcoEvent
+from exporter.serve.live import MINUTES, LiveView
 from tests.conftest import LogLines, MakeExporter
 from tests.support import REPO, FakeClock, eventually, fetch, find_tool, scrape
 from tests.test_http_input import EVENT, input_url, post

@@ -137,7 +137,7 @@ async def test_demo_over_http_output() -> None:
 
 HUNG_SHUTDOWN = """
 import asyncio
-from exporter.signals import stop_on_signals
+from exporter.runtime.signals import stop_on_signals
 
 async def main():
     stop = asyncio.Event()

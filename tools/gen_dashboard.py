@@ -34,7 +34,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from exporter.event import PRIORITY_NAMES as PRIORITIES
+from exporter.core.event import PRIORITY_NAMES as PRIORITIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "grafana"

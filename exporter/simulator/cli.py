@@ -13,15 +13,15 @@ from typing import Any
 
 import structlog
 
-from exporter.config import ConfigError, load_config
-from exporter.process import configure_process
-from exporter.signals import stop_on_signals
+from exporter.runtime.process import configure_process
+from exporter.runtime.signals import stop_on_signals
+from exporter.runtime.tasks import cancel_and_wait
+from exporter.settings.config import ConfigError, load_config
 from exporter.simulator.certs import CertPaths, write_cert_set
 from exporter.simulator.certs_cli import run_certs
 from exporter.simulator.events import bundled_events_path, load_documents, load_responses
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import ServerTls, SimulatedFalco, replay
-from exporter.tasks import cancel_and_wait
 
 
 def run_subcommand(name: str, args: Sequence[str]) -> int:

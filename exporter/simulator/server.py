@@ -22,8 +22,8 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
-from exporter import falco_api
 from exporter.falcopb import outputs_pb2, version_pb2
+from exporter.inputs.grpc import api as falco_api
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.event import Event, FalcoEvent
+from exporter.core.event import Event, FalcoEvent
 from exporter.falcopb import outputs_pb2
 
 # falco.schema.source numbers, for servers (0.24 to 0.30) that do not send field 9.

@@ -11,7 +11,7 @@ import json
 from collections.abc import ItemsView, Iterator, Mapping
 from typing import Any
 
-from exporter.event import MISSING_VALUE, FalcoEvent, priority_from_name
+from exporter.core.event import MISSING_VALUE, FalcoEvent, priority_from_name
 
 
 class EventFormatError(ValueError):

@@ -13,13 +13,13 @@ import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from exporter import __version__
-from exporter.counter import EventCounter
-from exporter.discovery import DiscoveryState
-from exporter.exposition import Family
-from exporter.http_input import TARGET_NAME, HttpInput
-from exporter.process_metrics import process_families
-from exporter.targets import TargetState
-from exporter.tls_files import validity
+from exporter.core.counter import EventCounter
+from exporter.exposition.process_metrics import process_families
+from exporter.exposition.text import Family
+from exporter.inputs.grpc.discovery import DiscoveryState
+from exporter.inputs.grpc.targets import TargetState
+from exporter.inputs.http.site import TARGET_NAME, HttpInput
+from exporter.settings.tls import validity
 
 PREFIX = "falco_exporter_"
 

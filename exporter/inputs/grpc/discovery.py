@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from exporter.addresses import join_host_port, split_host_port
-from exporter.durations import format_duration
-from exporter.targets import Target, TcpTargetFactory
+from exporter.inputs.grpc.targets import Target, TcpTargetFactory
+from exporter.settings.addresses import join_host_port, split_host_port
+from exporter.settings.durations import format_duration
 
 _LOOKUP_TIMEOUT = 10.0
 

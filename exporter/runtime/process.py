@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from exporter.logs import configure_logging
+from exporter.runtime.logs import configure_logging
 
 
 def configure_process(

@@ -23,11 +23,11 @@ from typing import Any
 
 import structlog
 
-from exporter import json_parser
-from exporter.counter import EventSink
-from exporter.http_server import Answer, Request
-from exporter.json_event import EventFormatError, event_from_json
-from exporter.rate_limited_log import RateLimitedLog
+from exporter.core.counter import EventSink
+from exporter.http.server import Answer, Request
+from exporter.inputs.http import json_parser
+from exporter.inputs.http.json_event import EventFormatError, event_from_json
+from exporter.runtime.rate_limited_log import RateLimitedLog
 
 # The HTTP input's name in the self-metrics' `target` label.
 TARGET_NAME = "http_input"

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from exporter.event import Event
-from exporter.exposition import escape_help, sample_prefix
-from exporter.labels import LabelKey, LabelSet, build_label_set
+from exporter.core.event import Event
+from exporter.core.labels import LabelKey, LabelSet, build_label_set
+from exporter.exposition.text import escape_help, sample_prefix
 
 METRIC_NAME = "falco_events"
 METRIC_HELP = "Falco events seen by this exporter, by rule, priority and origin."

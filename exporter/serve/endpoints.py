@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.exposition import CONTENT_TYPE, accepts_gzip, gzip_body
-from exporter.http_server import Answer, Request
+from exporter.exposition.text import CONTENT_TYPE, accepts_gzip, gzip_body
+from exporter.http.server import Answer, Request
 
 # Requests to these ports carry no body; anything larger is not a scrape or a probe.
 _MAX_BODY = 64 * 1024

@@ -30,13 +30,13 @@ import grpc.experimental
 import structlog
 from google.protobuf.message import DecodeError
 
-from exporter import falco_api
-from exporter.counter import EventSink
-from exporter.errors import CertificateFilesError
+from exporter.core.counter import EventSink
 from exporter.falcopb import version_pb2
-from exporter.grpc_disconnect import Disconnect, disconnect, rpc_disconnect
-from exporter.grpc_event import decode_response, event_from_response
-from exporter.targets import SubscriptionSettings, Target, TargetState
+from exporter.inputs.grpc import api as falco_api
+from exporter.inputs.grpc.disconnect import Disconnect, disconnect, rpc_disconnect
+from exporter.inputs.grpc.messages import decode_response, event_from_response
+from exporter.inputs.grpc.targets import SubscriptionSettings, Target, TargetState
+from exporter.settings.errors import CertificateFilesError
 
 TRANSPORTS = ("get", "sub")
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.event import Event, priority_name
+from exporter.core.event import Event, priority_name
 
 # The Go exporter's labels, in the order of the key tuple.
 DEFAULT_LABELS: tuple[str, ...] = (

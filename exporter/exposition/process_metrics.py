@@ -11,7 +11,7 @@ import platform
 import resource
 import time
 
-from exporter.exposition import Family
+from exporter.exposition.text import Family
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -11,7 +11,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from exporter.errors import CertificateFilesError
+from exporter.settings.errors import CertificateFilesError
 
 
 def check_key_pair(cert: str, key: str) -> None:

@@ -10,8 +10,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from exporter.addresses import parse_host_port, parse_listen_address, parse_port, split_host_port
-from exporter.durations import parse_duration
+from exporter.settings.addresses import (
+    parse_host_port,
+    parse_listen_address,
+    parse_port,
+    split_host_port,
+)
+from exporter.settings.durations import parse_duration
 
 Parser = Callable[[object], Any]
 

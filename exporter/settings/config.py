@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from exporter import setting_values as values
-from exporter.addresses import parse_listen_address
-from exporter.durations import format_duration
-from exporter.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
-from exporter.tls_files import check_ca, check_dates, check_key_pair
+from exporter.core.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
+from exporter.settings import values
+from exporter.settings.addresses import parse_listen_address
+from exporter.settings.durations import format_duration
+from exporter.settings.tls import check_ca, check_dates, check_key_pair
 
 ENV_PREFIX = "FALCO_EXPORTER_"
 

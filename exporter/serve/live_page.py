@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from html import escape
 
-from exporter.event import PRIORITY_NAMES
-from exporter.live import NEW_RULE_SECONDS, LiveState
+from exporter.core.event import PRIORITY_NAMES
+from exporter.serve.live import NEW_RULE_SECONDS, LiveState
 
 REFRESH_SECONDS = 5
 # One colour per priority, Emergency to Debug; readable on light and dark backgrounds.

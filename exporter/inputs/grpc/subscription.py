@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import structlog
 
-from exporter.backoff import Backoff
-from exporter.counter import EventSink
-from exporter.durations import format_duration
-from exporter.grpc_disconnect import Disconnect
-from exporter.grpc_reader import TRANSPORTS, FalcoReader
-from exporter.targets import SubscriptionSettings, Target, TargetState
+from exporter.core.counter import EventSink
+from exporter.inputs.grpc.backoff import Backoff
+from exporter.inputs.grpc.connection import TRANSPORTS, FalcoReader
+from exporter.inputs.grpc.disconnect import Disconnect
+from exporter.inputs.grpc.targets import SubscriptionSettings, Target, TargetState
+from exporter.settings.durations import format_duration
 
 __all__ = ["TRANSPORTS", "GrpcSubscription"]
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from exporter.counter import EventCounter, EventSink, Shard
-from exporter.targets import SubscriptionSettings, Target, TargetState
+from exporter.core.counter import EventCounter, EventSink, Shard
+from exporter.inputs.grpc.targets import SubscriptionSettings, Target, TargetState
 
 if TYPE_CHECKING:
-    from exporter.grpc_source import GrpcSubscription
+    from exporter.inputs.grpc.subscription import GrpcSubscription
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Subscriptions:
         if target.name in self._running:
             return False
         # Loaded with the first target: grpc and protobuf cost the HTTP-only sidecar ~12 MiB.
-        from exporter.grpc_source import GrpcSubscription  # noqa: PLC0415
+        from exporter.inputs.grpc.subscription import GrpcSubscription  # noqa: PLC0415
 
         state = TargetState(name=target.name)
         shard = self._counter.shard()

@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from exporter.grpc_errors import StatusError, describe
+from exporter.inputs.grpc.status_hints import StatusError, describe
 
 
 @dataclass(frozen=True)

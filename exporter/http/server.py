@@ -34,7 +34,7 @@ from typing import Protocol, cast
 import httptools
 import structlog
 
-from exporter.addresses import parse_listen_address
+from exporter.settings.addresses import parse_listen_address
 
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter.addresses import join_host_port, split_host_port
-from exporter.config import Config
-from exporter.errors import CertificateFilesError
+from exporter.settings.addresses import join_host_port, split_host_port
+from exporter.settings.config import Config
+from exporter.settings.errors import CertificateFilesError
 
 if TYPE_CHECKING:
     import grpc

@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exporter.counter import EventCounter, EventSink
-from exporter.event import Event, priority_name
-from exporter.labels import LabelKey
+from exporter.core.counter import EventCounter, EventSink
+from exporter.core.event import Event, priority_name
+from exporter.core.labels import LabelKey
 
 MINUTES = 60
 _MAX_RULES = 2000
