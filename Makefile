@@ -34,6 +34,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## Pin the image's dependencies, with hashes, from pyproject.toml (a test checks the lock).
 lock: $(BIN)/.installed

@@ -8,35 +8,46 @@ import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 
 from exporter import __version__
 from exporter.runtime.event_loop import EventLoopError, loop_factory, run_with_loop
 from exporter.runtime.process import configure_process, quiet_grpc_core
-from exporter.settings.config import (
-    SETTINGS,
-    Config,
-    ConfigError,
-    flag_name,
-    load_config,
-    shown_default,
-)
+from exporter.settings.config import Config
+from exporter.settings.load import ConfigError, load_config
+from exporter.settings.schema import SETTINGS, flag_name, shown_default
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with one-line errors that suggest the flag a typo meant."""
+    """argparse, with one-line errors that suggest the flag a typo meant.
+
+    It keeps its own list of the options it was given (argparse lists its actions nowhere
+    public): every option, and those that take a value.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - argparse's own keywords
+        self.options: list[str] = []
+        self.valued_options: set[str] = set()
+        super().__init__(**kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:  # noqa: ANN401
+        """argparse's, recording the option strings of the action it made."""
+        action = super().add_argument(*args, **kwargs)
+        self.options.extend(action.option_strings)
+        if action.nargs is None:
+            self.valued_options.update(action.option_strings)
+        return action
 
     def error(self, message: str) -> NoReturn:
         """One line naming the problem (and the likely flag), then where the flags are listed."""
         hint = ""
         if message.startswith("unrecognized arguments: "):
             unknown = message.removeprefix("unrecognized arguments: ").split()[0]
-            flags = [option for action in self._actions for option in action.option_strings]
-            close = difflib.get_close_matches(unknown.split("=")[0], flags, n=1)
+            close = difflib.get_close_matches(unknown.split("=")[0], self.options, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             message = f"unrecognized argument {unknown}"
         self.exit(
@@ -44,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """Flags of the exporter: one per setting, with the Go exporter's names.
 
     A boolean setting is a flag that works bare (`--priority-name-label`), with a value
@@ -104,7 +115,7 @@ _PROGRAM_NAMES = frozenset(
 )
 
 
-def _plain_arguments(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+def _plain_arguments(args: list[str], parser: _Parser) -> list[str]:
     """Arguments as argparse can read them.
 
     - A first word naming the program is dropped: the Go exporter's Helm chart ran
@@ -116,12 +127,7 @@ def _plain_arguments(args: list[str], parser: argparse.ArgumentParser) -> list[s
         args and args[0] in _PROGRAM_NAMES
     ):
         args = args[1:]
-    takes_value = {
-        option
-        for action in parser._actions  # argparse lists its actions nowhere public
-        if action.nargs is None
-        for option in action.option_strings
-    }
+    takes_value = parser.valued_options
     merged: list[str] = []
     index = 0
     while index < len(args):
@@ -168,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if check_only:
         try:
-            yaml.safe_dump(config.effective(), sys.stdout, sort_keys=False)
+            yaml.safe_dump(config.settings.effective(), sys.stdout, sort_keys=False)
             sys.stdout.flush()
         except BrokenPipeError:
             # `--check-config | head`: the reader left; no traceback, and none at exit either.

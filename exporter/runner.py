@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,11 +11,11 @@ import structlog
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.inputs.http import json_parser
+from exporter.runtime.certificates import HeldCertificates
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
 from exporter.settings.config import Config
-from exporter.settings.errors import CertificateFilesError
-from exporter.settings.tls import utc_time, validity
+from exporter.settings.tls import CertificateFilesError, utc_time
 
 # What runs beside the exporter until the stop (the demo's feeder, for one).
 Companion = Callable[[Exporter], Coroutine[Any, Any, object]]
@@ -41,7 +40,7 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
                     log.error("stopping: the task beside the exporter failed", error=str(failure))
                     status = 1
             if beside is not None:
-                await cancel_and_wait(beside)
+                await cancel_and_wait([beside])
     except CertificateFilesError as error:
         log.error("cannot load a certificate", error=str(error))  # noqa: TRY400 - no traceback
         return 2
@@ -53,16 +52,9 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
 
 def warn_of_expiring_certificates(config: Config, log: Any) -> None:  # noqa: ANN401
     """A certificate that expires within the --timeout window is about to break a connection."""
-    soon = time.time() + config.timeout
-    for role, path in config.certificate_files().items():
-        dates = validity(path)
-        if dates is not None and dates.not_after <= soon:
-            log.warning(
-                "certificate expires soon",
-                role=role,
-                path=path,
-                expires=utc_time(dates.not_after),
-            )
+    held = HeldCertificates(config.certificate_files())
+    for role, path, expires in held.expiring(config.settings.timeout):
+        log.warning("certificate expires soon", role=role, path=path, expires=utc_time(expires))
 
 
 async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> int:
@@ -75,7 +67,7 @@ async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> i
         json_parser=json_parser.PARSER_NAME,
         **config.summary(),
     )
-    log.debug("effective configuration", config=config.effective())
+    log.debug("effective configuration", config=config.settings.effective())
     warn_of_expiring_certificates(config, log)
     stop = asyncio.Event()
     with stop_on_signals(stop):

@@ -22,7 +22,7 @@ from exporter.runtime.process import configure_process, quiet_grpc_core
 quiet_grpc_core()  # as the command line does, before grpc is imported
 
 from exporter.app import Exporter  # noqa: E402
-from exporter.settings.config import load_config  # noqa: E402
+from exporter.settings.load import load_config  # noqa: E402
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set  # noqa: E402
 from exporter.simulator.server import ServerTls, SimulatedFalco  # noqa: E402
 from tests.support import REPO, STRICT  # noqa: E402

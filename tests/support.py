@@ -11,11 +11,12 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import Exporter
 from exporter.falcopb import outputs_pb2
 from exporter.simulator.certs import CertificateAuthority, KeyPair
 
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS = REPO / "exporter" / "simulator" / "data" / "sample-events.jsonl"
 
 Labels = frozenset[tuple[str, str]]
+InputT = TypeVar("InputT")
 
 # In CI every skip is a failure (conftest.py turns skipped reports into failed ones).
 STRICT = bool(os.environ.get("CI"))
@@ -156,3 +158,14 @@ FALCO_JSON_EVENT: dict[str, object] = {
     "tags": ["container", "shell"],
     "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1"},
 }
+
+
+def input_of(exporter: Exporter, kind: type[InputT]) -> InputT:
+    """The exporter's one input of a kind (GrpcInput, HttpInput)."""
+    [found] = [part for part in exporter.inputs if isinstance(part, kind)]
+    return found
+
+
+def has_input(exporter: Exporter, kind: type[object]) -> bool:
+    """Whether the exporter runs an input of that kind."""
+    return any(isinstance(part, kind) for part in exporter.inputs)

@@ -25,9 +25,8 @@ BASE = {
 
 async def post_lines(exporter: Exporter, documents: list[dict[str, Any]]) -> None:
     """POST events as newline-delimited JSON to the exporter's HTTP input; all accepted."""
-    assert exporter.http_input_server is not None
     body = "\n".join(json.dumps(document) for document in documents)
-    url = f"http://127.0.0.1:{exporter.http_input_server.port}/events"
+    url = f"http://127.0.0.1:{exporter.ports['http_input']}/events"
     async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
         assert answer.status == 200, await answer.text()
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.settings.config import Config, ConfigError, load_config
 from exporter.settings.durations import parse_duration
+from exporter.settings.load import ConfigError, load_config
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 
 GO_EXPORTER_DEFAULTS = {
@@ -35,7 +35,9 @@ GO_EXPORTER_DEFAULTS = {
 def test_defaults_are_the_go_exporters() -> None:
     """With nothing set, every Go flag has the Go exporter's default."""
     config = load_config({}, environ={})
-    assert {key: getattr(config, key) for key in GO_EXPORTER_DEFAULTS} == GO_EXPORTER_DEFAULTS
+    assert {
+        key: getattr(config.settings, key) for key in GO_EXPORTER_DEFAULTS
+    } == GO_EXPORTER_DEFAULTS
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -44,16 +46,19 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     config_file.write_text("client_port: 1111\nlog_level: debug\ntimeout: 30s\n")
     environ = {"FALCO_EXPORTER_CLIENT_PORT": "2222", "FALCO_EXPORTER_TIMEOUT": "1m"}
 
-    assert load_config({}, str(config_file), environ={}).client_port == 1111
+    assert load_config({}, str(config_file), environ={}).settings.client_port == 1111
     both = load_config({}, str(config_file), environ=environ)
-    assert (both.client_port, both.timeout, both.log_level) == (2222, 60.0, "debug")
-    assert load_config({"client_port": "3333"}, str(config_file), environ).client_port == 3333
+    settings = both.settings
+    assert (settings.client_port, settings.timeout, settings.log_level) == (2222, 60.0, "debug")
+    assert (
+        load_config({"client_port": "3333"}, str(config_file), environ).settings.client_port == 3333
+    )
 
 
 def test_unrelated_environment_variables_are_ignored() -> None:
     """Kubernetes' service links (FALCO_EXPORTER_PORT=tcp://...) do not break start-up."""
     environ = {"FALCO_EXPORTER_PORT": "tcp://10.0.0.1:9376", "FALCO_EXPORTER_SERVICE_HOST": "x"}
-    assert load_config({}, environ=environ) == Config()
+    assert load_config({}, environ=environ) == load_config({}, environ={})
 
 
 @pytest.mark.parametrize(
@@ -109,7 +114,10 @@ def test_unknown_file_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 def test_missing_certificates_are_needed_only_for_tcp() -> None:
     """The unix socket needs no certificates; the defaults' missing files are fine then."""
-    assert not load_config({}, environ={}).uses_tcp
+    grpc = load_config({}, environ={}).grpc
+    assert grpc is not None
+    assert grpc.targets == ("unix:///run/falco/falco.sock",)
+    assert not grpc.uses_tcp
 
 
 def test_cli_exits_2_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:

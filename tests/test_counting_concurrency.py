@@ -17,7 +17,8 @@ import pytest
 
 from exporter.core.counter import EventCounter
 from exporter.core.labels import OVERFLOW_VALUE, build_label_set
-from exporter.inputs.http.site import HttpInput
+from exporter.exposition.falco_events import FalcoEventsText
+from exporter.inputs.http.site import HttpInputSite
 from tests.support import FakeClock, parse_metrics, response
 
 PODS = 120
@@ -40,7 +41,7 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
     """Two gRPC readers and the HTTP input count; the sweep expires; nothing lost or doubled."""
     clock = FakeClock()
     counter = EventCounter(build_label_set(), max_series=60, series_ttl=1.0, clock=clock)
-    http_input = HttpInput(counter.shard().add, 1 << 20)
+    http_input = HttpInputSite(counter.shard().add, 1 << 20)
     done = threading.Event()
     evicted_by_sweep = 0
     sweeps = 0
@@ -84,7 +85,9 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
             gone = sum(count for key, count in before.items() if key not in after)
             assert gone <= counter.stats.evicted_events - evicted_events
             evicted_by_sweep += gone
-            parse_metrics(counter.render())  # a scrape meanwhile: valid, and it changes nothing
+            parse_metrics(
+                FalcoEventsText(counter).render()
+            )  # a scrape meanwhile: valid, and it changes nothing
             sweeps += 1
 
     producers = [
@@ -108,7 +111,7 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
     assert counter.stats.folded > 0, "no series folded: the limit was never reached"
     assert evicted_by_sweep > 0
     assert remaining + counter.stats.evicted_events == sent
-    families = parse_metrics(counter.render())["falco_events"]
+    families = parse_metrics(FalcoEventsText(counter).render())["falco_events"]
     assert sum(families.values()) == remaining
     unfolded = [key for key in families if dict(key)["k8s_pod_name"] != OVERFLOW_VALUE]
     assert len(unfolded) <= 60

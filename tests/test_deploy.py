@@ -464,10 +464,9 @@ async def test_certs_for_the_http_input_connect_falco_as_its_chart_mounts_them(
         http_input_key=str(out / "http-input.key"),
         http_input_ca=str(out / "ca.crt"),
     )
-    assert exporter.http_input_server is not None
     context = ssl.create_default_context(cafile=str(out / "ca.crt"))
     context.load_cert_chain(out / "falco-client.crt", out / "falco-client.key")
-    url = f"https://localhost:{exporter.http_input_server.port}/"
+    url = f"https://localhost:{exporter.ports['http_input']}/"
     async with (
         aiohttp.ClientSession() as session,
         session.post(url, data=b'{"rule": "r", "priority": "Warning"}', ssl=context) as answer,

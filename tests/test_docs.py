@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from exporter.settings.config import SETTINGS, env_name, flag_name
+from exporter.settings.schema import SETTINGS, env_name, flag_name
 from exporter.simulator.server import SimulatedFalco
 from tests.support import REPO, fetch, parse_metrics
 

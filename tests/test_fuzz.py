@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from exporter.core.counter import EventCounter
 from exporter.core.event import FalcoEvent
 from exporter.core.labels import DEFAULT_LABELS, build_label_set, go_exporter_labels
+from exporter.exposition.falco_events import FalcoEventsText
 from exporter.falcopb import outputs_pb2
-from exporter.http.server import Request
+from exporter.http.messages import Request
 from exporter.inputs.grpc.messages import decode_response, event_from_response
 from exporter.inputs.http.json_event import EventFormatError, event_from_json
-from exporter.inputs.http.site import HttpInput
+from exporter.inputs.http.site import HttpInputSite
 from tests.support import parse_metrics
 
 TEXT = st.text(max_size=300)
@@ -60,7 +61,7 @@ def test_any_bytes_decode_or_are_refused_cleanly(raw: bytes) -> None:
         return
     counter = EventCounter()
     counter.shard().add(event_from_response(message))
-    [(key, value)] = parse_metrics(counter.render())["falco_events"].items()
+    [(key, value)] = parse_metrics(FalcoEventsText(counter).render())["falco_events"].items()
     assert value == 1
     expected = go_exporter_labels(event_from_response(message))
     assert tuple(dict(key)[name] for name in DEFAULT_LABELS) == expected
@@ -73,7 +74,7 @@ def test_any_response_counts_once_and_renders_back_exactly(message: outputs_pb2.
     decoded = decode_response(message.SerializeToString())
     counter = EventCounter()
     counter.shard().add(event_from_response(decoded))
-    [(key, value)] = parse_metrics(counter.render())["falco_events"].items()
+    [(key, value)] = parse_metrics(FalcoEventsText(counter).render())["falco_events"].items()
     assert value == 1.0
     expected = go_exporter_labels(event_from_response(decoded))
     assert dict(key) == dict(zip(DEFAULT_LABELS, expected, strict=True))
@@ -106,14 +107,16 @@ def test_any_json_document_is_an_event_or_a_clear_refusal(
 def test_any_http_body_is_answered(body: bytes) -> None:
     """Any POST body: the answer's accepted count is what was counted; a 400 counts a reason."""
     counter = EventCounter()
-    http_input = HttpInput(counter.shard().add, 1 << 20)
+    http_input = HttpInputSite(counter.shard().add, 1 << 20)
     answer = http_input.handle(Request(b"POST", b"/", b"application/json", b"", body, "fuzz"))
     try:
         accepted = json.loads(answer.body)["accepted"]
     except (ValueError, KeyError):
         accepted = 0  # a refusal of the whole body, in plain text
     assert http_input.counts.events == accepted
-    assert sum(parse_metrics(counter.render())["falco_events"].values()) == accepted
+    assert (
+        sum(parse_metrics(FalcoEventsText(counter).render())["falco_events"].values()) == accepted
+    )
     assert (answer.status == 200) == (sum(http_input.rejected.values()) == 0)
 
 
@@ -156,7 +159,7 @@ def test_prometheus_own_parser_accepts_any_exposition(events: list[dict[str, Any
                 {"k8s.pod.name": item["pod"], "container.image.repository": item["image"]},
             )
         )
-    text = counter.render()
+    text = FalcoEventsText(counter).render()
     result = subprocess.run(
         [promtool, "check", "metrics"],
         input=text,

@@ -30,7 +30,7 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
 
 
 def test_wire_names_match_falco() -> None:
-    """Package, message and service names and field numbers are Falco's (FALCO.md)."""
+    """Package, message, service names and field numbers are Falco's (the wire contract doc)."""
     response = outputs_pb2.DESCRIPTOR.message_types_by_name["response"]
     assert response.full_name == "falco.outputs.response"
     assert {f.name: f.number for f in response.fields} == {

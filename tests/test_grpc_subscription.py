@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.inputs.grpc.subscription import TRANSPORTS
+from exporter.settings.choices import Transport
 from exporter.simulator.events import response_from_json
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of
@@ -24,7 +24,7 @@ from tests.support import (
     total_events,
 )
 
-# FALCO.md: falco.schema.priority numbers by the names Falco's JSON uses.
+# docs/falco-wire-contract.md: falco.schema.priority numbers by the names Falco's JSON uses.
 PRIORITY_NUMBERS = {
     "emergency": 0,
     "alert": 1,
@@ -38,7 +38,7 @@ PRIORITY_NUMBERS = {
 
 
 def expected_series(document: dict[str, Any]) -> Labels:
-    """The Go exporter's labels for a JSON event, derived here from FALCO.md section 2."""
+    """The Go exporter's labels for a JSON event, as docs/falco-wire-contract.md writes them."""
     fields = document.get("output_fields") or {}
 
     def k8s(key: str) -> str:
@@ -67,7 +67,7 @@ async def counted(exporter: Exporter, total: int, timeout: float = 15.0) -> None
     await eventually(check, timeout=timeout, message=f"sum(falco_events) == {total}")
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", list(Transport))
 async def test_sample_events_become_go_exporter_series(
     falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:
@@ -169,7 +169,7 @@ async def test_odd_values_keep_their_labels(falco: SimulatedFalco, exporter_for:
     }
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", list(Transport))
 async def test_burst_of_50000_events_is_counted_exactly(
     falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:
@@ -186,7 +186,7 @@ async def test_burst_of_50000_events_is_counted_exactly(
     assert set(series.values()) == {1000.0}
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", list(Transport))
 async def test_message_with_invalid_utf8_is_skipped_and_counted(
     falco: SimulatedFalco, exporter_for: Any, logs: Any, transport: str
 ) -> None:
@@ -209,7 +209,7 @@ async def test_message_with_invalid_utf8_is_skipped_and_counted(
     assert record["size_bytes"] == len(bad)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", list(Transport))
 async def test_falco_restart_reconnects_and_counts_every_delivered_event(
     falco: SimulatedFalco, exporter_for: Any, certs: Any, transport: str
 ) -> None:
@@ -274,7 +274,7 @@ async def test_exporter_started_before_falco_connects_when_it_comes_up(
         await falco.stop()
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", list(Transport))
 async def test_two_exporters_split_one_falcos_events(
     falco: SimulatedFalco, exporter_for: Any, transport: str
 ) -> None:

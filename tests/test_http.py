@@ -12,12 +12,21 @@ import aiohttp
 import pytest
 from cryptography import x509
 
+from exporter.inputs.http.input import HttpInput
 from exporter.runtime.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter
 from tests.raw_http import exchange
-from tests.support import eventually, fetch, parse_metrics, response, scrape, total_events
+from tests.support import (
+    eventually,
+    fetch,
+    input_of,
+    parse_metrics,
+    response,
+    scrape,
+    total_events,
+)
 
 
 async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(
@@ -89,17 +98,14 @@ async def test_a_shutdown_phase_cut_short_still_closes_every_listener(
 ) -> None:
     """A request that never finishes holds the HTTP input's phase; the listeners still close."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    assert exporter.http_input_server is not None
-    _reader, writer = await asyncio.open_connection("127.0.0.1", exporter.http_input_server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", exporter.ports["http_input"])
     writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
     await writer.drain()
-    await eventually(
-        lambda: bool(exporter.http_input_server and exporter.http_input_server.connections)
-    )
+    await eventually(lambda: bool(input_of(exporter, HttpInput).server.connections))
     await exporter.stop(grace=0.05)
     writer.close()
     assert [r["phase"] for r in logs.matching("shutdown phase took too long; cut short")] == [
-        "HTTP input"
+        "inputs"
     ]
     for port in (exporter.main_http.port, exporter.probes_http.port):
         with pytest.raises(ConnectionRefusedError):
@@ -136,9 +142,8 @@ async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
             plain = await answer.read()
     assert gzip.decompress(compressed).split(b"\n")[:3] == plain.split(b"\n")[:3]
     assert b"falco_events{" in plain
-    assert exporter.http_input_server is not None
     probes = f"http://127.0.0.1:{exporter.probes_http.port}/liveness"
-    post_url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
+    post_url = f"http://127.0.0.1:{exporter.ports['http_input']}/"
     async with aiohttp.ClientSession() as session:
         async with session.get(probes) as answer:
             assert answer.headers["Server"] == "falco-exporter"

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.app import Exporter
-from exporter.inputs.http.site import REASON_STATUS
-from exporter.settings.config import load_config
+from exporter.inputs.http.rejections import REASONS
+from exporter.settings.load import load_config
 from tests.support import parse_metrics
 from tests.test_http_input import EVENT
 
-ALLOWED = {200} | {status for status in REASON_STATUS.values() if status}
+ALLOWED = {200} | {reason.status for reason in REASONS if reason.status}
 GOOD = json.dumps(EVENT).encode()
 
 
@@ -62,8 +62,7 @@ def running_exporter() -> Iterator[Running]:
         holder["stop"] = stop
         holder["loop"] = asyncio.get_running_loop()
         await exporter.start()
-        assert exporter.http_input_server is not None
-        ports.extend([exporter.http_input_server.port, exporter.main_http.port])
+        ports.extend([exporter.ports["http_input"], exporter.main_http.port])
         ready.set()
         await stop.wait()
         await exporter.stop()

@@ -12,11 +12,20 @@ import aiohttp
 import pytest
 
 from exporter.app import Exporter
+from exporter.inputs.grpc.input import GrpcInput
 from exporter.simulator.events import response_from_json
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter
-from tests.support import eventually, fetch, labels, sample_documents, scrape, total_events
+from tests.support import (
+    eventually,
+    fetch,
+    has_input,
+    labels,
+    sample_documents,
+    scrape,
+    total_events,
+)
 
 EVENT: dict[str, Any] = {
     "hostname": "worker-1",
@@ -38,8 +47,7 @@ async def http_exporter(make_exporter: MakeExporter) -> Exporter:
 
 def input_url(exporter: Exporter, path: str = "/") -> str:
     """Where Falco's http_output.url would point."""
-    assert exporter.http_input_server is not None
-    return f"http://127.0.0.1:{exporter.http_input_server.port}{path}"
+    return f"http://127.0.0.1:{exporter.ports['http_input']}{path}"
 
 
 async def post(url: str, body: bytes | str, **kwargs: Any) -> tuple[int, str]:
@@ -200,4 +208,4 @@ async def test_http_only_mode_is_ready_once_listening(http_exporter: Exporter) -
     status, body, _ = await fetch(f"http://127.0.0.1:{http_exporter.probes_http.port}/readiness")
     assert status == 200
     assert "HTTP input listening" in body
-    assert http_exporter.subscriptions.names() == set()
+    assert not has_input(http_exporter, GrpcInput)

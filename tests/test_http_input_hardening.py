@@ -1,8 +1,8 @@
 """The HTTP input as production meets it: Falco's real client, its text output, and abuse.
 
-Falco ignores every answer (../shared/FALCO.md, section 5), so what these tests check is
-what an operator can see: the status, the counted reason, the log line, and that the
-events that should count did, exactly, with the process still serving.
+Falco ignores every answer (docs/falco-wire-contract.md#http-output-behaviour), so what
+these tests check is what an operator can see: the status, the counted reason, the log
+line, and that the events that should count did, exactly, with the process still serving.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import aiohttp
 import pytest
 
 from exporter.app import Exporter
-from exporter.inputs.http.site import REASON_STATUS, TEXT_OUTPUT_FIX
+from exporter.inputs.http.input import HttpInput
+from exporter.inputs.http.rejections import REASONS, TEXT_OUTPUT_FIX
 from exporter.simulator.certs import CertPaths
 from tests.conftest import LogLines, MakeExporter, client_flags
 from tests.raw_http import exchange, post_request
-from tests.support import FakeClock, eventually, find_tool, scrape, total_events
+from tests.support import FakeClock, eventually, find_tool, input_of, scrape, total_events
 from tests.test_http_input import EVENT, input_url
 
 GOOD = json.dumps(EVENT).encode()
@@ -38,8 +39,7 @@ async def rejected(exporter: Exporter) -> dict[str, float]:
 
 
 def input_port(exporter: Exporter) -> int:
-    assert exporter.http_input_server is not None
-    return exporter.http_input_server.port
+    return exporter.ports["http_input"]
 
 
 async def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -235,7 +235,7 @@ async def test_sender_leaving_mid_body_is_counted_incomplete(make_exporter: Make
 async def test_every_reason_is_a_series_at_zero_from_start_up(make_exporter: MakeExporter) -> None:
     """increase() sees the first rejection of every reason only if the series existed before."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    assert await rejected(exporter) == dict.fromkeys(REASON_STATUS, 0.0)
+    assert await rejected(exporter) == dict.fromkeys(REASONS, 0.0)
 
 
 async def test_rejections_are_logged_once_a_minute_per_reason(
@@ -320,9 +320,8 @@ async def test_two_replicas_round_robin_lose_nothing_while_one_restarts(
 
     async def restart_second() -> tuple[float, Exporter]:
         await halfway.wait()
-        assert second.http_input_server is not None
-        port = second.http_input_server.port
-        await second.http_input_server.stop()
+        port = second.ports["http_input"]
+        await input_of(second, HttpInput).stop()
         counted = await total_events(second.main_http.port)
         await second.stop()
         replacement = await make_exporter(http_input_address=f"127.0.0.1:{port}")

@@ -208,8 +208,7 @@ async def test_prometheus_sees_events_that_arrived_by_http(
     """Falco 0.44+: alerts POSTed to the HTTP input are queryable in Prometheus the same way."""
     documents = sample_documents()
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    assert exporter.http_input_server is not None
-    url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
+    url = f"http://127.0.0.1:{exporter.ports['http_input']}/"
     assert await post_events(url, documents, rate=0, loop=False) == len(documents)
     prometheus = await prometheus_for(exporter)
     expected = sum(

@@ -86,8 +86,7 @@ async def test_http_input_refuses_senders_without_a_valid_certificate(
         http_input_key=str(certs.server_key),
         http_input_ca=str(certs.ca),
     )
-    assert exporter.http_input_server is not None
-    url = f"https://localhost:{exporter.http_input_server.port}/"
+    url = f"https://localhost:{exporter.ports['http_input']}/"
     body = json.dumps({"rule": "r", "priority": "Notice"})
     for name, context in contexts.items():
         with pytest.raises(aiohttp.ClientError):

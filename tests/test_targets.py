@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from exporter.inputs.grpc.input import GrpcInput
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
 from tests.conftest import MakeExporter, tls_of
-from tests.support import eventually, fetch, response, scrape, total_events
+from tests.support import eventually, fetch, input_of, response, scrape, total_events
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_a_target_named_twice_is_subscribed_once(
             targets=[name],
         )
     )
-    assert exporter.subscriptions.names() == {name}
+    assert input_of(exporter, GrpcInput).target_names() == {name}
     falco.publish(response() for _ in range(5))
 
     async def five() -> bool:
@@ -248,6 +249,6 @@ async def test_new_ca_and_falco_restart_counts_on(
         volume.publish(fresh)
         falco.publish(response() for _ in range(50))
         await eventually(lambda: counted(100), message="100 after the new CA")
-        assert exporter.subscriptions.names() == {localhost(falco)}
+        assert input_of(exporter, GrpcInput).target_names() == {localhost(falco)}
     finally:
         await falco.stop()

@@ -1,22 +1,18 @@
-"""EventCounter: one increment of `falco_events` per event, rendered by hand.
-
-The counter is rendered here rather than by prometheus_client because its text
-writer names a counter's HELP and TYPE lines `falco_events_total` while the
-samples stay `falco_events`, which Prometheus then reads as untyped; the Go
-exporter's users depend on `# TYPE falco_events counter`.
+"""EventCounter: one increment of `falco_events` per event, on every producer thread.
 
 Per event the work is: build the label tuple, take the producer's own shard lock
 (uncontended but for a sweep or a scrape copying that shard), add one. No clock. Only a
-series' first event takes the slow path: register the series (its rendered
-`falco_events{...} ` prefix, its label values interned), or fold it into an overflow
-series when the series limit is reached. Series that stopped growing are found by
-comparing totals between sweeps, so the TTL costs nothing per event either.
+series' first event takes the slow path: register the series (its label values interned),
+or fold it into an overflow series when the series limit is reached. Series that stopped
+growing are found by comparing totals between sweeps, so the TTL costs nothing per event
+either. How the series are written out is the exposition layer's business
+(exporter/exposition/falco_events.py); the counter only counts.
 
 Lock order, everywhere: shard locks first (several: in the order of `_shards`), the
 counter's lock last. Taking them the other way round deadlocks a producer that registers
 a series against a sweep. Only the periodic sweep (`expire_idle`) removes series, and it
 does so holding every shard lock, so no increment can land between its check and its
-removal; `render` only reads.
+removal; `totals` only reads.
 """
 
 from __future__ import annotations
@@ -28,17 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import structlog
-
-from exporter.core.event import Event
+from exporter.core.event import Event, EventSink
 from exporter.core.labels import LabelKey, LabelSet, build_label_set
-from exporter.exposition.text import escape_help, sample_prefix
 
-METRIC_NAME = "falco_events"
-METRIC_HELP = "Falco events seen by this exporter, by rule, priority and origin."
-_FOLD_WARNING_INTERVAL = 60.0
-
-EventSink = Callable[[Event], None]
+# Called, with the counter's lock held, each time an event is folded: (limit, folded so far).
+FoldObserver = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -67,13 +57,6 @@ class _Seen:
     changed_at: float
 
 
-@dataclass
-class _Sweep:
-    """Per series: its total at the last sweep and when that total last changed."""
-
-    seen: dict[LabelKey, _Seen] = field(default_factory=dict)
-
-
 class EventCounter:
     """Counts events into series; every producer thread counts into a shard of its own."""
 
@@ -84,22 +67,20 @@ class EventCounter:
         max_series: int = 0,
         series_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        on_fold: FoldObserver | None = None,
     ) -> None:
+        """`on_fold` hears of every folded event (to log it, rate-limited, elsewhere)."""
         self._labels = label_set or build_label_set()
         self._max_series = max_series
         self._clock = clock
-        self._prefixes: dict[LabelKey, str] = {}
+        self._on_fold = on_fold
+        self._series: set[LabelKey] = set()
         self._overflow: set[LabelKey] = set()
         self._shards: list[Shard] = []
         self._retired: dict[LabelKey, int] = {}
         self._lock = threading.Lock()
-        self._sweep = _Sweep()
-        self._last_fold_warning = -_FOLD_WARNING_INTERVAL
+        self._seen: dict[LabelKey, _Seen] = {}  # per series, as the last sweep saw it
         self.stats = CardinalityStats(limit=max_series, ttl=series_ttl)
-        self._log = structlog.get_logger("counter")
-        self._header = (
-            f"# HELP {METRIC_NAME} {escape_help(METRIC_HELP)}\n# TYPE {METRIC_NAME} counter\n"
-        )
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -138,20 +119,19 @@ class EventCounter:
 
     def _admit(self, key: LabelKey) -> LabelKey:
         """A key new to a shard: the registered key to count under, or its overflow key."""
-        prefix = self._prefixes.get(key)
-        if prefix is not None:
+        if key in self._series:
             return key
         with self._lock:
-            if key in self._prefixes:
+            if key in self._series:
                 return key
-            if self._max_series and len(self._prefixes) - len(self._overflow) >= self._max_series:
+            if self._max_series and len(self._series) - len(self._overflow) >= self._max_series:
                 return self._fold(key)
             return self._register(key)
 
     def _register(self, key: LabelKey, *, overflow: bool = False) -> LabelKey:
         """Record a new series (lock held); label values are interned to share memory."""
         key = tuple(sys.intern(value) for value in key)
-        self._prefixes[key] = sample_prefix(METRIC_NAME, zip(self._labels.names, key, strict=True))
+        self._series.add(key)
         if overflow:
             self._overflow.add(key)
         return key
@@ -160,22 +140,16 @@ class EventCounter:
         """Past the series limit: count the event in its overflow series (lock held)."""
         self.stats.folded += 1
         folded = self._labels.overflow_key(key)
-        if folded not in self._prefixes:
+        if folded not in self._series:
             folded = self._register(folded, overflow=True)
-        now = self._clock()
-        if now - self._last_fold_warning >= _FOLD_WARNING_INTERVAL:
-            self._last_fold_warning = now
-            self._log.warning(
-                "series limit reached; new series are counted in overflow series",
-                max_series=self._max_series,
-                events_folded=self.stats.folded,
-            )
+        if self._on_fold is not None:
+            self._on_fold(self._max_series, self.stats.folded)
         return folded
 
     @property
     def series_count(self) -> int:
         """How many `falco_events` series exist now, overflow series included."""
-        return len(self._prefixes)
+        return len(self._series)
 
     def totals(self) -> dict[LabelKey, int]:
         """Each series' count, summed over the shards (each copied under its own lock)."""
@@ -204,7 +178,7 @@ class EventCounter:
         if not ttl:
             return 0
         now = self._clock()
-        seen = self._sweep.seen
+        seen = self._seen
         totals = self.totals()
         idle: list[LabelKey] = []
         for key, total in totals.items():
@@ -226,7 +200,7 @@ class EventCounter:
                     continue
                 for counts in holders:
                     counts.pop(key, None)
-                self._prefixes.pop(key, None)
+                self._series.discard(key)
                 self._overflow.discard(key)
                 del seen[key]
                 evicted += 1
@@ -252,14 +226,3 @@ class EventCounter:
                 if self._shards == shards:
                     yield [*(shard.counts for shard in shards), self._retired]
                     return
-
-    def render(self) -> str:
-        """The `falco_events` family in text format 0.0.4; reads, never changes a series."""
-        totals = self.totals()
-        prefixes = self._prefixes
-        lines = [self._header]  # one join, no second copy of a text that can be 13 MB
-        for key, count in totals.items():
-            prefix = prefixes.get(key)
-            if prefix is not None:  # None: expired by a sweep since the totals were read
-                lines.append(f"{prefix}{count}\n")
-        return "".join(lines)

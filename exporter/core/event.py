@@ -8,7 +8,7 @@ value Python has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 # Falco's priority numbers (falco.schema.priority) and their display names.
@@ -77,3 +77,7 @@ class FalcoEvent(NamedTuple):
     tags: Sequence[str]
     output_fields: Mapping[str, str]
     output: str = ""  # Falco's formatted line: shown on the live page with --recent-alerts only
+
+
+# Where an input hands each event: the counter's (or the live page's wrapping of it).
+EventSink = Callable[[Event], None]

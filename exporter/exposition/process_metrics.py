@@ -6,12 +6,13 @@ Read from /proc at scrape time, as the Go exporter's were; where /proc is missin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
 import time
 
-from exporter.exposition.text import Family
+from exporter.core.metrics import Families, FamilySpec, Kind
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -48,49 +49,36 @@ def _start_time() -> float:
 _START_TIME = _start_time()
 
 
-def process_families() -> list[Family]:
+_CPU = FamilySpec("process_cpu_seconds", Kind.COUNTER, "Total user and system CPU time in seconds.")
+_VIRTUAL = FamilySpec("process_virtual_memory_bytes", Kind.GAUGE, "Virtual memory size in bytes.")
+_RESIDENT = FamilySpec(
+    "process_resident_memory_bytes", Kind.GAUGE, "Resident memory size in bytes."
+)
+_START = FamilySpec(
+    "process_start_time_seconds", Kind.GAUGE, "Start time of the process since the epoch."
+)
+_OPEN_FDS = FamilySpec("process_open_fds", Kind.GAUGE, "Number of open file descriptors.")
+_MAX_FDS = FamilySpec("process_max_fds", Kind.GAUGE, "Maximum number of open file descriptors.")
+_PYTHON = FamilySpec(
+    "python_info",
+    Kind.GAUGE,
+    "Python platform information",
+    ("implementation", "major", "minor", "patchlevel", "version"),
+)
+
+
+def collect_process(families: Families) -> None:
     """CPU, memory, file descriptors and start time of this process, and the Python that runs it."""
-    families = []
     times = os.times()
-    cpu = Family("process_cpu_seconds", "counter", "Total user and system CPU time in seconds.")
-    cpu.add((), times.user + times.system)
-    families.append(cpu)
+    families.add(_CPU, (), times.user + times.system)
     fields = _stat_fields()
     if fields is not None:
-        virtual = Family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
-        virtual.add((), int(fields[20]))
-        resident = Family(
-            "process_resident_memory_bytes", "gauge", "Resident memory size in bytes."
-        )
-        resident.add((), int(fields[21]) * _PAGE_SIZE)
-        families += [virtual, resident]
-    start = Family(
-        "process_start_time_seconds", "gauge", "Start time of the process since the epoch."
-    )
-    start.add((), _START_TIME)
-    families.append(start)
-    try:
-        open_fds = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        open_fds = -1
-    if open_fds >= 0:
-        fds = Family("process_open_fds", "gauge", "Number of open file descriptors.")
-        fds.add((), open_fds)
-        families.append(fds)
-    max_fds = Family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
-    max_fds.add((), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    families.append(max_fds)
-    families.append(_python_info())
-    return families
-
-
-def _python_info() -> Family:
-    info = Family(
-        "python_info",
-        "gauge",
-        "Python platform information",
-        ("implementation", "major", "minor", "patchlevel", "version"),
-    )
+        families.add(_VIRTUAL, (), int(fields[20]))
+        families.add(_RESIDENT, (), int(fields[21]) * _PAGE_SIZE)
+    families.add(_START, (), _START_TIME)
+    with contextlib.suppress(OSError):  # no /proc: not Linux
+        families.add(_OPEN_FDS, (), len(os.listdir("/proc/self/fd")))
+    families.add(_MAX_FDS, (), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     major, minor, patch = platform.python_version_tuple()
-    info.add((platform.python_implementation(), major, minor, patch, platform.python_version()), 1)
-    return info
+    version = (platform.python_implementation(), major, minor, patch, platform.python_version())
+    families.add(_PYTHON, version, 1)

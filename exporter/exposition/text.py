@@ -1,9 +1,11 @@
-"""Prometheus text exposition format 0.0.4, for the parts we render ourselves."""
+"""Prometheus text exposition format 0.0.4: escaping, sample lines, families, gzip."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+
+from exporter.core.metrics import Kind, MetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,27 +60,23 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-class Family:
-    """One metric family of the self-metrics: HELP, TYPE and its samples, as text.
+def render_family(family: MetricFamily) -> str:
+    """One self-metric family: HELP, TYPE (even with no sample) and its samples.
 
     A counter's samples are named `<name>_total`, as Prometheus' client libraries name
     them. A few dozen samples per scrape: the formatting is kept simple.
     """
+    spec = family.spec
+    name = f"{spec.name}_total" if spec.kind is Kind.COUNTER else spec.name
+    lines = [f"# HELP {name} {escape_help(spec.help)}\n# TYPE {name} {spec.kind}\n"]
+    for values, value in family.samples:
+        prefix = (
+            sample_prefix(name, zip(spec.labels, values, strict=True)) if values else f"{name} "
+        )
+        lines.append(f"{prefix}{format_value(value)}\n")
+    return "".join(lines)
 
-    def __init__(self, name: str, kind: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        self.name = f"{name}_total" if kind == "counter" else name
-        self._head = f"# HELP {self.name} {escape_help(help_text)}\n# TYPE {self.name} {kind}\n"
-        self._labels = tuple(labels)
-        self._lines: list[str] = []
 
-    def add(self, values: Sequence[str], value: float) -> None:
-        """One sample: its label values in the order of the family's labels."""
-        if self._labels:
-            prefix = sample_prefix(self.name, zip(self._labels, values, strict=True))
-        else:
-            prefix = f"{self.name} "
-        self._lines.append(f"{prefix}{format_value(value)}\n")
-
-    def render(self) -> str:
-        """The family as text format 0.0.4 (HELP and TYPE even with no sample)."""
-        return self._head + "".join(self._lines)
+def render_families(families: Iterable[MetricFamily]) -> str:
+    """Several families, in the order given."""
+    return "".join(render_family(family) for family in families)

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from exporter.settings.choices import EventLoopChoice
+
 _T = TypeVar("_T")
 
 
@@ -19,14 +21,16 @@ class EventLoopError(Exception):
     """`--event-loop uvloop` without uvloop installed."""
 
 
-def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+def loop_factory(
+    choice: EventLoopChoice,
+) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
     """(factory for asyncio.Runner, the loop's name as logged) for `auto|uvloop|asyncio`."""
-    if choice == "asyncio":
+    if choice == EventLoopChoice.ASYNCIO:
         return None, "asyncio"
     try:
         import uvloop  # noqa: PLC0415 - optional, and only loaded when chosen
     except ImportError:
-        if choice == "uvloop":
+        if choice == EventLoopChoice.UVLOOP:
             raise EventLoopError(
                 "--event-loop uvloop: uvloop is not installed "
                 "(pip install 'falco-exporter[fast]', or --event-loop auto)"

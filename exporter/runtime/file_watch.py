@@ -1,8 +1,9 @@
-"""Notice when the client certificate files change on disk, so rotation needs no restart.
+"""Notice when files change on disk, so that a certificate rotation needs no restart.
 
-Kubernetes updates a mounted Secret by swapping a symlink (`..data`) to a new
-folder; the file names stay and their contents change. Polling the contents every
-few seconds sees that reliably, through any kind of link, at negligible cost.
+Kubernetes updates a mounted Secret by swapping a symlink (`..data`) to a new folder; the
+file names stay and their contents change. Polling the contents every few seconds sees
+that reliably, through any kind of link, at negligible cost. A file that cannot be read
+at the moment (a rotation half-way) is not a change: the watch waits until all read again.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import structlog
 
 
 def fingerprint(paths: Sequence[Path]) -> tuple[str, ...]:
@@ -29,16 +28,11 @@ def fingerprint(paths: Sequence[Path]) -> tuple[str, ...]:
 async def watch_files(
     paths: Sequence[Path], interval: float, on_change: Callable[[], None]
 ) -> None:
-    """Call on_change whenever the files' contents differ from the last check."""
-    log = structlog.get_logger("certificates")
+    """Call on_change whenever the files' contents differ from the last check; forever."""
     last = fingerprint(paths)
     while True:
         await asyncio.sleep(interval)
         current = fingerprint(paths)
         if current != last and "" not in current:
-            log.info(
-                "client certificate files changed; reconnecting every target",
-                files=[str(path) for path in paths],
-            )
             last = current
             on_change()

@@ -12,20 +12,18 @@ from typing import TextIO
 
 import structlog
 
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+from exporter.settings.choices import LogFormat, LogLevel
 
 
 def configure_logging(
-    level: str = "info", log_format: str = "auto", stream: TextIO | None = None
+    level: LogLevel | str = LogLevel.INFO,
+    log_format: LogFormat | str = LogFormat.AUTO,
+    stream: TextIO | None = None,
 ) -> None:
     """Route every structlog logger to `stream` (stdout) at `level` in the chosen format."""
     out = stream or sys.stdout
-    as_json = log_format == "json" or (log_format == "auto" and not out.isatty())
+    number = LogLevel(level).number
+    as_json = log_format == LogFormat.JSON or (log_format == LogFormat.AUTO and not out.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -40,7 +38,7 @@ def configure_logging(
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        wrapper_class=structlog.make_filtering_bound_logger(number),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
@@ -60,4 +58,4 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     # Libraries' own debug and info lines (grpc logs per call) are noise here: warnings up.
-    root.setLevel(max(_LEVELS[level], logging.WARNING))
+    root.setLevel(max(number, logging.WARNING))

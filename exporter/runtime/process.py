@@ -12,10 +12,13 @@ import os
 from typing import TextIO
 
 from exporter.runtime.logs import configure_logging
+from exporter.settings.choices import LogFormat, LogLevel
 
 
 def configure_process(
-    log_level: str = "info", log_format: str = "auto", stream: TextIO | None = None
+    log_level: LogLevel | str = LogLevel.INFO,
+    log_format: LogFormat | str = LogFormat.AUTO,
+    stream: TextIO | None = None,
 ) -> None:
     """gRPC's own stderr logging off, and every log line structured, at `log_level`."""
     quiet_grpc_core()

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from exporter.core.inputs import Readiness
 from exporter.exposition.text import CONTENT_TYPE, accepts_gzip, gzip_body
-from exporter.http.server import Answer, Request
+from exporter.http.messages import Answer, Refusal, Request
 
 # Requests to these ports carry no body; anything larger is not a scrape or a probe.
 _MAX_BODY = 64 * 1024
 _TEXT = b"text/plain; charset=utf-8"
-_REFUSED_STATUS = {"malformed_request": 400, "too_large": 413, "timeout": 408, "incomplete": 0}
 _LIVE = Answer(200, b"ok\n", _TEXT)
 _NOT_FOUND = Answer(404, b"not found\n", _TEXT)
 _METHOD = Answer(405, b"use GET\n", _TEXT, b"Allow: GET, HEAD\r\n")
@@ -26,14 +25,6 @@ _NO_STORE = b"Cache-Control: no-store\r\n"
 _METRICS_TYPE = CONTENT_TYPE.encode()
 _VARY = b"Vary: Accept-Encoding\r\n"
 _GZIPPED = b"Content-Encoding: gzip\r\n" + _VARY
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether the exporter is ready, and a body that says why."""
-
-    ready: bool
-    detail: str
 
 
 class _Routes:
@@ -55,9 +46,10 @@ class _Routes:
             return _METHOD
         return route(request)
 
-    def refuse(self, reason: str, detail: str, _peer: str) -> Answer:
+    def refuse(self, reason: Refusal, detail: str, _peer: str) -> Answer | None:
         """A request the server could not read: its status, nothing counted."""
-        return Answer(_REFUSED_STATUS[reason], f"{detail}\n".encode(), _TEXT)
+        status = reason.status
+        return None if status is None else Answer(status, f"{detail}\n".encode(), _TEXT)
 
 
 def main_site(

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exporter.core.counter import EventCounter, EventSink
-from exporter.core.event import Event, priority_name
+from exporter.core.counter import EventCounter
+from exporter.core.event import Event, EventSink, priority_name
 from exporter.core.labels import LabelKey
 
 MINUTES = 60

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from html import escape
 
 from exporter.core.event import PRIORITY_NAMES
+from exporter.core.inputs import InputStatus
 from exporter.serve.live import NEW_RULE_SECONDS, LiveState
 
 REFRESH_SECONDS = 5
@@ -105,12 +106,12 @@ def new_rules(state: LiveState) -> str:
     )
 
 
-def inputs(lines: Sequence[tuple[str, str, bool]]) -> str:
-    """Each input's state: (name, what it says, healthy)."""
+def inputs(statuses: Sequence[InputStatus]) -> str:
+    """Each input's state, marked healthy or not."""
     items = "".join(
-        f'<li class="{"ok" if healthy else "bad"}"><strong>{escape(name)}</strong>: '
-        f"{escape(text)}</li>"
-        for name, text, healthy in lines
+        f'<li class="{"ok" if status.healthy else "bad"}"><strong>{escape(status.name)}</strong>: '
+        f"{escape(status.state)}</li>"
+        for status in statuses
     )
     return (
         f'<section aria-labelledby="inputs"><h2 id="inputs">Inputs</h2><ul>{items}</ul></section>'
@@ -133,13 +134,11 @@ def recent(state: LiveState, enabled: bool) -> str:
     )
 
 
-def main_section(
-    state: LiveState, input_lines: Sequence[tuple[str, str, bool]], recent_enabled: bool
-) -> str:
+def main_section(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool) -> str:
     """Everything that updates: swapped in whole by the page's script."""
     return (
         f'<p class="updated">Updated {_clock(state.now)}</p>'
-        f"{chart(state)}{inputs(input_lines)}{table(state)}{new_rules(state)}"
+        f"{chart(state)}{inputs(statuses)}{table(state)}{new_rules(state)}"
         f"{recent(state, recent_enabled)}"
     )
 
@@ -178,9 +177,7 @@ _SCRIPT = f"""
 """
 
 
-def page(
-    state: LiveState, input_lines: Sequence[tuple[str, str, bool]], recent_enabled: bool
-) -> str:
+def page(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool) -> str:
     """The whole page."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -192,6 +189,6 @@ def page(
         '<a href="readyz">/readyz</a> · <a href="livez">/livez</a> · '
         '<a href="api/live">/api/live</a></nav></header>'
         '<main id="live" aria-live="polite">'
-        f"{main_section(state, input_lines, recent_enabled)}</main>"
+        f"{main_section(state, statuses, recent_enabled)}</main>"
         f"<script>{_SCRIPT}</script></body></html>"
     )

@@ -1,8 +1,9 @@
-"""Certificate files checked the way the TLS library will use them, before anything starts.
+"""Certificate files: a set named once, checked the way TLS will use them, and made into a
+listener's TLS context in one place.
 
 Reading a file proves little: a garbage certificate, a key from another pair or a CA that
-is not PEM only fail at the first handshake, and then far from the flag that named them.
-Loading them into an SSL context finds all three at start-up.
+is not PEM only fail at the first handshake, and then far from the setting that named
+them. Loading them into an SSL context finds all three at start-up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,25 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from exporter.settings.errors import CertificateFilesError
+from exporter.settings.x509_dates import Validity, read_validity
+
+
+class CertificateFilesError(Exception):
+    """A certificate, key or CA file could not be read or used; the message names it."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate, its key and (optionally) the CA that peers' certificates must chain to."""
+
+    cert: str
+    key: str
+    ca: str = ""
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file of the set, for a watch of their contents."""
+        return tuple(path for path in (self.cert, self.key, self.ca) if path)
 
 
 def check_key_pair(cert: str, key: str) -> None:
@@ -32,43 +51,15 @@ def check_ca(ca: str) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(ca)
-    except ssl.SSLError as error:
-        del error
+    except ssl.SSLError:
         raise ValueError(f"{ca}: not a PEM CA certificate") from None
 
 
-@dataclass(frozen=True)
-class Validity:
-    """When a certificate file's (first) certificate is valid, as Unix times."""
-
-    not_before: float
-    not_after: float
-
-
-def validity(path: str) -> Validity | None:
-    """The validity of the first certificate in a PEM file; None if it cannot be read.
-
-    The standard library decodes a certificate file only through this helper of its own
-    tests; it has been there since Python 3.3, and the exporter needs no other dependency
-    for two dates. Without it, the dates are simply not checked.
-    """
-    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
-    if decode is None:
-        return None
-    try:
-        info = decode(path)
-        return Validity(
-            ssl.cert_time_to_seconds(info["notBefore"]), ssl.cert_time_to_seconds(info["notAfter"])
-        )
-    except (ssl.SSLError, OSError, KeyError, ValueError):
-        return None
-
-
-def check_dates(path: str, now: float | None = None) -> None:
-    """ValueError if the certificate is expired or not valid yet."""
-    dates = validity(path)
+def check_dates(path: str, now: float | None = None) -> Validity | None:
+    """The certificate's dates; ValueError if it is expired or not valid yet."""
+    dates = read_validity(path)
     if dates is None:
-        return
+        return None
     moment = time.time() if now is None else now
     if dates.not_after <= moment:
         raise ValueError(f"{path}: the certificate expired on {utc_time(dates.not_after)}")
@@ -76,6 +67,7 @@ def check_dates(path: str, now: float | None = None) -> None:
         raise ValueError(
             f"{path}: the certificate is not valid before {utc_time(dates.not_before)}"
         )
+    return dates
 
 
 def utc_time(when: float) -> str:
@@ -83,23 +75,24 @@ def utc_time(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
 
 
-def server_ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
-    """TLS for a listener; with a CA, clients must present a certificate it signed.
+def server_context(files: TlsFiles) -> ssl.SSLContext:
+    """TLS for one of our listeners; with a CA, clients must present a certificate it signed.
 
-    A file that is not what it should be raises CertificateFilesError naming it.
+    The one place a listener's TLS is built. A file that is not what it should be raises
+    CertificateFilesError naming it.
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(files.cert, files.key)
     except (ssl.SSLError, OSError) as error:
         raise CertificateFilesError(
-            f"certificate {cert} with key {key}: {error.strerror or error} "
+            f"certificate {files.cert} with key {files.key}: {error.strerror or error} "
             "(not PEM, or the key does not belong to the certificate)"
         ) from None
-    if ca:
+    if files.ca:
         try:
-            context.load_verify_locations(ca)
+            context.load_verify_locations(files.ca)
         except (ssl.SSLError, OSError) as error:
-            raise CertificateFilesError(f"CA {ca}: {error.strerror or error}") from None
+            raise CertificateFilesError(f"CA {files.ca}: {error.strerror or error}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context

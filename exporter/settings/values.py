@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from exporter.settings.addresses import (
@@ -164,11 +165,14 @@ def label_map(raw: object) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def choice(*choices: str) -> Parser:
-    def parse(raw: object) -> str:
+def choice(vocabulary: type[StrEnum]) -> Parser:
+    """One word of an enum's, in any case; the member it names."""
+    words = [member.value for member in vocabulary]
+
+    def parse(raw: object) -> StrEnum:
         value = string(raw).strip().lower()
-        if value not in choices:
-            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
-        return value
+        if value not in words:
+            raise ValueError(f"{raw!r} is not one of {', '.join(words)}")
+        return vocabulary(value)
 
     return parse

@@ -16,7 +16,7 @@ import structlog
 from exporter.runtime.process import configure_process
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
-from exporter.settings.config import ConfigError, load_config
+from exporter.settings.load import ConfigError, load_config
 from exporter.simulator.certs import CertPaths, write_cert_set
 from exporter.simulator.certs_cli import run_certs
 from exporter.simulator.events import bundled_events_path, load_documents, load_responses
@@ -118,7 +118,7 @@ async def _run_http_output(options: argparse.Namespace) -> int:
         )
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({poster, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        await cancel_and_wait(poster, stopping)
+        await cancel_and_wait([poster, stopping])
     log.info("simulated Falco stopped")
     return 0
 
@@ -162,7 +162,7 @@ async def _run_simulator(options: argparse.Namespace) -> int:
             replay(falco, messages, rate=options.rate, loop=not options.once)
         )
         await stop.wait()
-        await cancel_and_wait(feeder)
+        await cancel_and_wait([feeder])
         await falco.stop()
     log.info("simulated Falco stopped", delivered=falco.delivered)
     return 0
@@ -234,8 +234,7 @@ async def _run_demo(options: argparse.Namespace) -> int:
                     falco, load_responses(events), rate=options.rate, loop=not options.once
                 )
             else:
-                assert exporter.http_input_server is not None
-                url = f"http://127.0.0.1:{exporter.http_input_server.port}/"
+                url = f"http://127.0.0.1:{exporter.ports['http_input']}/"
                 path = f"simulated Falco -> JSON POSTs to {url}"
                 work = post_events(
                     url, load_documents(events), rate=options.rate, loop=not options.once

@@ -1,6 +1,6 @@
 """A gRPC server with Falco's output semantics, for tests and the demo.
 
-Faithful where clients can tell (FALCO.md section 1):
+Faithful where clients can tell (docs/falco-wire-contract.md#grpc-outputs-api):
 - one process-wide queue that every `sub` and `get` call pops from, so two
   subscribers split the events;
 - `sub` writes nothing until it reads a request, then drains the queue and waits

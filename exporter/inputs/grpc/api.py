@@ -1,4 +1,4 @@
-"""The wire paths of Falco's gRPC API (FALCO.md section 1), shared by client and simulator.
+"""The wire paths of Falco's gRPC API (docs/falco-wire-contract.md), for client and simulator.
 
 Message names never travel, so both sides use raw bytes with these paths and decode
 themselves: the client can then skip one undecodable message without losing the stream.

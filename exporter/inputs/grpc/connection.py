@@ -1,4 +1,4 @@
-"""Reading one Falco over gRPC, blocking, on the reader thread: one connection at a time.
+"""One connection to one Falco over gRPC, read blocking on the target's reader thread.
 
 `attempt()` connects, reads until the connection ends, and returns why, as one
 Disconnect; it returns None only when asked to stop. It never raises: every failure
@@ -6,7 +6,7 @@ is classified where it happens. The reading uses gRPC's synchronous API: measure
 bench/, that reads Falco's stream about 1.5 times cheaper per event than grpc.aio, and
 it keeps event intake going while the event loop renders a scrape.
 
-Two transports deliver the same events (FALCO.md section 1):
+Two transports deliver the same events (docs/falco-wire-contract.md#grpc-outputs-api):
 - `get` (default): call `get`, which drains Falco's queue and ends; call it again
   at once after a non-empty drain, or after the poll interval after an empty one.
 - `sub`: one long stream; an empty request every poll interval makes Falco drain
@@ -15,11 +15,13 @@ Messages are read as bytes and decoded here, so one undecodable message is
 counted and skipped while the stream goes on.
 
 Other threads reach a reader through three methods only: `stop()`, `request_reconnect()`
-and `cancel_if_stalled(call)`, which names the call it means.
+and `cancel_if_stalled(call)`, which names the call it means; they read `current_get`.
+Everything else runs on the reader thread (reader_thread.py), which owns the retries.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,15 +32,14 @@ import grpc.experimental
 import structlog
 from google.protobuf.message import DecodeError
 
-from exporter.core.counter import EventSink
 from exporter.falcopb import version_pb2
 from exporter.inputs.grpc import api as falco_api
-from exporter.inputs.grpc.disconnect import Disconnect, disconnect, rpc_disconnect
+from exporter.inputs.grpc.disconnect import Disconnect, Ending, disconnect, rpc_disconnect
 from exporter.inputs.grpc.messages import decode_response, event_from_response
-from exporter.inputs.grpc.targets import SubscriptionSettings, Target, TargetState
-from exporter.settings.errors import CertificateFilesError
-
-TRANSPORTS = ("get", "sub")
+from exporter.inputs.grpc.targets import TargetFeed
+from exporter.runtime.rate_limited_log import RateLimitedLog
+from exporter.settings.choices import Transport
+from exporter.settings.tls import CertificateFilesError
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _VERSION_RPC_TIMEOUT = 10.0
@@ -56,29 +57,22 @@ class _Ended(Exception):  # noqa: N818 - control flow inside one attempt, never 
 class FalcoReader:
     """Reads one target on the calling thread; each attempt returns a Disconnect."""
 
-    def __init__(
-        self,
-        target: Target,
-        state: TargetState,
-        sink: EventSink,
-        settings: SubscriptionSettings,
-        on_connected: Callable[[], None],
-    ) -> None:
+    def __init__(self, feed: TargetFeed, on_connected: Callable[[], None]) -> None:
         """`on_connected` runs on the reader thread once each connection is up."""
-        self._target = target
-        self._state = state
-        self._sink = sink
-        self._settings = settings
+        self._target = feed.target
+        self._state = feed.state
+        self._sink = feed.sink
+        self._settings = feed.stream
         self._on_connected = on_connected
-        self._log = structlog.get_logger("grpc_source").bind(target=target.name)
+        log = structlog.get_logger("grpc_source").bind(target=feed.target.name)
+        self._log = log
+        self._decode_errors = RateLimitedLog(log, _DECODE_ERROR_LOG_INTERVAL)
         self._stopping = threading.Event()
         self._reconnect = threading.Event()
         self._wake = threading.Event()  # set with either of the two above: ends a pause
         self._call: Any = None  # the call in progress, to cancel on stop
         self._stalled_call: Any = None  # the call the watchdog cancelled
-        self._last_decode_log = 0.0
-        self._unlogged_decode_errors = 0
-        self.current_get: Any = None  # the `get` call in progress, for the watchdog
+        self.current_get: Any = None  # the `get` call in progress, read by the watchdog
 
     # Reached from other threads.
 
@@ -122,18 +116,18 @@ class FalcoReader:
         """Connect and read until the connection ends; why it ended, or None to stop."""
         try:
             self._connect_and_stream()
-            return disconnect("stream_ended", "Falco closed the stream")
+            return disconnect(Ending.STREAM_ENDED, "Falco closed the stream")
         except _Ended as ended:
             return ended.disconnect
         except CertificateFilesError as error:
-            return disconnect("certificate_files", str(error))
+            return disconnect(Ending.CERTIFICATE_FILES, str(error))
         except grpc.RpcError as error:
             return None if self.stopping else self._rpc_disconnect(error)
         except Exception as error:  # noqa: BLE001 - the reader must outlive any bug
             if self.stopping:
                 return None
             self._log.exception("unexpected error in the Falco reader; reconnecting")
-            return disconnect("internal_error", repr(error))
+            return disconnect(Ending.INTERNAL_ERROR, repr(error))
         finally:
             self._state.connected = False
             self.current_get = None
@@ -152,7 +146,7 @@ class FalcoReader:
         if self._reconnect.is_set():
             raise _Ended(
                 disconnect(
-                    "certificate_rotation",
+                    Ending.CERTIFICATE_ROTATION,
                     "the client certificate files changed; connecting with the new ones",
                 )
             )
@@ -189,7 +183,7 @@ class FalcoReader:
             self._state.falco_version = self._falco_version(channel)
             self._state.connected = True
             self._on_connected()
-            if self._settings.transport == "sub":
+            if self._settings.transport is Transport.SUB:
                 self._subscribe(channel)
             else:
                 self._get_repeatedly(channel)
@@ -270,7 +264,7 @@ class FalcoReader:
                 self._stalled_call = None
                 raise _Ended(
                     disconnect(
-                        "stalled",
+                        Ending.STALLED,
                         "no answer from Falco on an open call: the connection is half-open",
                     )
                 ) from None
@@ -283,13 +277,9 @@ class FalcoReader:
     def _decode_error(self, size: int) -> None:
         """Count an undecodable message; log at most one line per interval, with the count."""
         self._state.decode_errors += 1
-        self._unlogged_decode_errors += 1
-        now = time.monotonic()
-        if now - self._last_decode_log >= _DECODE_ERROR_LOG_INTERVAL:
-            self._log.warning(
-                "skipped a Falco message that does not decode (invalid UTF-8 or corrupt)",
-                size_bytes=size,
-                skipped_since_last_log=self._unlogged_decode_errors,
-            )
-            self._last_decode_log = now
-            self._unlogged_decode_errors = 0
+        self._decode_errors.log(
+            "decode",
+            logging.WARNING,
+            "skipped a Falco message that does not decode (invalid UTF-8 or corrupt)",
+            size_bytes=size,
+        )

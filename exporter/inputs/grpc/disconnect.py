@@ -7,11 +7,23 @@ so no reason is ever compared as a string twice.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass
+from enum import StrEnum
 
 from exporter.inputs.grpc.status_hints import StatusError, describe
+
+
+class Ending(StrEnum):
+    """Why a connection ended, other than a gRPC status (whose code names the reason)."""
+
+    STREAM_ENDED = "stream_ended"  # Falco ended the stream (restart, reload)
+    CERTIFICATE_ROTATION = "certificate_rotation"  # new client files: connect with them
+    STALLED = "stalled"  # an open call silent too long: half-open
+    CERTIFICATE_FILES = "certificate_files"  # a client file cannot be read
+    INTERNAL_ERROR = "internal_error"  # a bug of ours; logged with its traceback
 
 
 @dataclass(frozen=True)
@@ -20,27 +32,27 @@ class Disconnect:
 
     reason: str  # the `reason` label of falco_exporter_connection_errors_total
     detail: str  # for the log line: what happened and what to check
-    level: str  # the log level of the line
+    level: int  # the log level of the line (logging.INFO, ...)
     counts_as_error: bool  # counted in falco_exporter_connection_errors_total
     resets_backoff: bool  # reconnect at once, the backoff back to its first delay
 
 
-# reason: (log level, counts as an error, resets the backoff)
-_KINDS: dict[str, tuple[str, bool, bool]] = {
-    "stream_ended": ("info", False, False),  # Falco ended the stream (restart, reload)
-    "certificate_rotation": ("info", False, True),  # new client files: connect with them
-    "stalled": ("warning", True, False),  # an open call silent too long: half-open
-    "certificate_files": ("error", True, False),  # a client file cannot be read
-    "internal_error": ("error", True, False),  # a bug of ours; logged with its traceback
+# ending: (log level, counts as an error, resets the backoff)
+_KINDS: dict[Ending, tuple[int, bool, bool]] = {
+    Ending.STREAM_ENDED: (logging.INFO, False, False),
+    Ending.CERTIFICATE_ROTATION: (logging.INFO, False, True),
+    Ending.STALLED: (logging.WARNING, True, False),
+    Ending.CERTIFICATE_FILES: (logging.ERROR, True, False),
+    Ending.INTERNAL_ERROR: (logging.ERROR, True, False),
 }
 # Every gRPC status: its code's name is the reason.
-_RPC_KIND = ("warning", True, False)
+_RPC_KIND = (logging.WARNING, True, False)
 
 
-def disconnect(reason: str, detail: str) -> Disconnect:
-    """The Disconnect of a reason of the table."""
-    level, counts, resets = _KINDS[reason]
-    return Disconnect(reason, detail, level, counts, resets)
+def disconnect(ending: Ending, detail: str) -> Disconnect:
+    """The Disconnect of an ending of the table."""
+    level, counts, resets = _KINDS[ending]
+    return Disconnect(ending, detail, level, counts, resets)
 
 
 def socket_refusal(path: str) -> str:

@@ -8,27 +8,26 @@ subscribed once however many ways it was named.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
-from exporter.core.counter import EventCounter, EventSink, Shard
-from exporter.inputs.grpc.targets import SubscriptionSettings, Target, TargetState
+from exporter.core.counter import EventCounter, Shard
+from exporter.core.event import EventSink
+from exporter.inputs.grpc.targets import Target, TargetFeed, TargetState
+from exporter.settings.config import StreamConfig
 
 if TYPE_CHECKING:
-    from exporter.inputs.grpc.subscription import GrpcSubscription
+    from exporter.inputs.grpc.subscription import Subscription
 
 
 @dataclass
 class _Running:
-    target: Target
-    state: TargetState
-    subscription: GrpcSubscription
+    feed: TargetFeed
+    subscription: Subscription
     shard: Shard
-    task: asyncio.Task[None]
     discovered: bool
 
 
@@ -38,20 +37,20 @@ class Subscriptions:
     def __init__(
         self,
         counter: EventCounter,
-        settings: SubscriptionSettings,
+        stream: StreamConfig,
         wrap_sink: Callable[[EventSink], EventSink] = lambda sink: sink,
     ) -> None:
         """`wrap_sink` wraps each target's counting function (the live page's recent alerts)."""
         self._counter = counter
         self._wrap_sink = wrap_sink
-        self._settings = settings
+        self._stream = stream
         self._running: dict[str, _Running] = {}
         self.any_connected = asyncio.Event()
         self._log = structlog.get_logger("targets")
 
     def states(self) -> list[TargetState]:
         """The state of every current target, for readiness and self-metrics."""
-        return [running.state for running in self._running.values()]
+        return [running.feed.state for running in self._running.values()]
 
     def names(self) -> set[str]:
         """The names of every current target."""
@@ -62,15 +61,15 @@ class Subscriptions:
         if target.name in self._running:
             return False
         # Loaded with the first target: grpc and protobuf cost the HTTP-only sidecar ~12 MiB.
-        from exporter.inputs.grpc.subscription import GrpcSubscription  # noqa: PLC0415
+        from exporter.inputs.grpc.subscription import Subscription  # noqa: PLC0415
 
-        state = TargetState(name=target.name)
         shard = self._counter.shard()
-        subscription = GrpcSubscription(
-            target, state, self._wrap_sink(shard.add), self._settings, self.any_connected
+        feed = TargetFeed(
+            target, self._stream, self._wrap_sink(shard.add), TargetState(target.name)
         )
-        task = asyncio.create_task(subscription.run(), name=f"subscription {target.name}")
-        self._running[target.name] = _Running(target, state, subscription, shard, task, discovered)
+        subscription = Subscription(feed, self.any_connected)
+        subscription.start()
+        self._running[target.name] = _Running(feed, subscription, shard, discovered)
         if discovered:
             self._log.info("target discovered; subscribing", target=target.name)
         return True
@@ -82,17 +81,17 @@ class Subscriptions:
             self._log.info(
                 "target gone; subscription stopped",
                 target=name,
-                events_counted=running.state.events,
+                events_counted=running.feed.state.events,
             )
 
     async def _stop_one(self, name: str) -> _Running | None:
         running = self._running.pop(name, None)
         if running is None:
             return None
-        running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running.task
-        self._counter.retire(running.shard)
+        try:
+            await running.subscription.stop()
+        finally:
+            self._counter.retire(running.shard)
         return running
 
     async def reconcile_discovered(self, targets: list[Target]) -> None:

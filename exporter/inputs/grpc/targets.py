@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from exporter.core.event import EventSink
 from exporter.settings.addresses import join_host_port, split_host_port
-from exporter.settings.config import Config
-from exporter.settings.errors import CertificateFilesError
+from exporter.settings.config import GrpcConfig, StreamConfig
+from exporter.settings.tls import CertificateFilesError, TlsFiles
 
 if TYPE_CHECKING:
     import grpc
@@ -24,9 +25,9 @@ class ClientTlsFiles:
     ca: Path
 
     @classmethod
-    def of(cls, config: Config) -> ClientTlsFiles:
-        """The client certificate files every TCP target uses: the one place they are named."""
-        return cls(Path(config.client_cert), Path(config.client_key), Path(config.client_ca))
+    def of(cls, files: TlsFiles) -> ClientTlsFiles:
+        """The client certificate files every TCP target uses."""
+        return cls(Path(files.cert), Path(files.key), Path(files.ca))
 
     def describe(self) -> str:
         """The files, as a log line names them."""
@@ -73,13 +74,13 @@ class Target:
 TcpTargetFactory = Callable[[str, int, str], Target]
 
 
-def tcp_targets(config: Config) -> TcpTargetFactory:
+def tcp_targets(config: GrpcConfig) -> TcpTargetFactory:
     """Makes the targets reached over TCP with mutual TLS, named host:port ([v6]:port).
 
     --client-tls-server-name, when set, wins over the name the caller expects.
     """
-    tls = ClientTlsFiles.of(config)
-    override = config.client_tls_server_name
+    tls = ClientTlsFiles.of(config.tls)
+    override = config.tls_server_name
 
     def make(host: str, port: int, server_name: str = "") -> Target:
         name = join_host_port(host, port)
@@ -88,16 +89,12 @@ def tcp_targets(config: Config) -> TcpTargetFactory:
     return make
 
 
-def static_targets(config: Config) -> list[Target]:
-    """Every target named in the configuration, each once.
-
-    The Go exporter's rule holds: with no TCP target and no discovery, the unix socket;
-    except with the HTTP input on, which then is the only source (HTTP-only mode).
-    """
+def static_targets(config: GrpcConfig) -> list[Target]:
+    """Every target named in the configuration (the default socket included), each once."""
     targets: dict[str, Target] = {}
     tcp_target = tcp_targets(config)
-    for entry in config.client_hostname:
-        host, port = split_host_port(entry, default_port=config.client_port)
+    for entry in config.hostnames:
+        host, port = split_host_port(entry, default_port=config.port)
         target = tcp_target(host.lower(), port, "")
         targets.setdefault(target.name, target)
     for entry in config.targets:
@@ -107,19 +104,17 @@ def static_targets(config: Config) -> list[Target]:
             host, port = split_host_port(entry, default_port=None)
             target = tcp_target(host.lower(), port, "")
             targets.setdefault(target.name, target)
-    if not targets and not config.discover_dns and not config.http_input_address:
-        targets[config.client_socket] = Target(
-            name=config.client_socket, address=config.client_socket
-        )
     return list(targets.values())
 
 
 @dataclass(eq=False)
 class TargetState:
-    """What the subscription to one target reports: read by /readiness and self-metrics.
+    """What the subscription to one target reports: read by readiness and self-metrics.
 
-    Plain attributes rather than prometheus_client metrics: the hot path increments
-    `events` once per alert, and an int costs less than a locked metric child.
+    One writer: the target's reader thread. Everyone else only reads, and each field is
+    replaced whole (a new dict for the errors), so a reader sees one value or the next,
+    never a half-made one. Plain attributes rather than locked metrics: the hot path adds
+    one to `events` per alert.
     """
 
     name: str
@@ -131,14 +126,18 @@ class TargetState:
     falco_version: str = ""
     connection_errors: dict[str, int] = field(default_factory=dict)
 
+    def count_error(self, reason: str) -> None:
+        """One more failed connection or stream for `reason` (on the reader thread)."""
+        errors = self.connection_errors
+        self.connection_errors = {**errors, reason: errors.get(reason, 0) + 1}
+
 
 @dataclass(frozen=True)
-class SubscriptionSettings:
-    """The knobs of one subscription, taken from Config (which holds the defaults)."""
+class TargetFeed:
+    """What one subscription is made of: where to connect, how to read, where events go
+    and where its state is reported. Built once per target, handed on whole."""
 
-    transport: str
-    poll_interval: float
-    backoff_initial: float
-    backoff_max: float
-    keepalive_time: float
-    keepalive_timeout: float
+    target: Target
+    stream: StreamConfig
+    sink: EventSink
+    state: TargetState

@@ -12,15 +12,13 @@ from collections.abc import ItemsView, Iterator, Mapping
 from typing import Any
 
 from exporter.core.event import MISSING_VALUE, FalcoEvent, priority_from_name
+from exporter.inputs.http.rejections import Rejection
 
 
 class EventFormatError(ValueError):
-    """A JSON document that is not a Falco event; the message says why, briefly.
+    """A JSON document that is not a Falco event; the message says why, briefly."""
 
-    `reason` is a short fixed word for metric labels: not_an_event, unknown_priority.
-    """
-
-    def __init__(self, message: str, reason: str = "not_an_event") -> None:
+    def __init__(self, message: str, reason: Rejection = Rejection.NOT_AN_EVENT) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -59,7 +57,9 @@ def event_from_json(document: object) -> FalcoEvent:
     priority_text = _required_text(document, "priority")
     priority = priority_from_name(priority_text)
     if priority is None:
-        raise EventFormatError(f"unknown priority {priority_text[:40]!r}", "unknown_priority")
+        raise EventFormatError(
+            f"unknown priority {priority_text[:40]!r}", Rejection.UNKNOWN_PRIORITY
+        )
     return FalcoEvent(
         rule=rule,
         priority=priority,

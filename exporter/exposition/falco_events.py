@@ -1,0 +1,45 @@
+"""`falco_events` as text: the one family the Go exporter's users depend on.
+
+Rendered here rather than by prometheus_client because its text writer names a counter's
+HELP and TYPE lines `falco_events_total` while the samples stay `falco_events`, which
+Prometheus then reads as untyped; dashboards and alerts need `# TYPE falco_events counter`.
+
+Each series' `falco_events{...} ` prefix is made once, at its first render, and kept:
+at 100k series a render is then one dict look-up and one small string per series.
+"""
+
+from __future__ import annotations
+
+from exporter.core.counter import EventCounter
+from exporter.core.labels import LabelKey
+from exporter.exposition.text import escape_help, sample_prefix
+
+METRIC_NAME = "falco_events"
+METRIC_HELP = "Falco events seen by this exporter, by rule, priority and origin."
+
+
+class FalcoEventsText:
+    """Renders a counter's series; renders only, on the event loop's thread."""
+
+    def __init__(self, counter: EventCounter) -> None:
+        self._counter = counter
+        self._names = counter.label_names
+        self._prefixes: dict[LabelKey, str] = {}
+        self._header = (
+            f"# HELP {METRIC_NAME} {escape_help(METRIC_HELP)}\n# TYPE {METRIC_NAME} counter\n"
+        )
+
+    def render(self) -> str:
+        """The family in text format 0.0.4, one line per series."""
+        totals = self._counter.totals()
+        prefixes = self._prefixes
+        names = self._names
+        lines = [self._header]  # one join, no second copy of a text that can be 13 MB
+        for key, count in totals.items():
+            prefix = prefixes.get(key)
+            if prefix is None:
+                prefix = prefixes[key] = sample_prefix(METRIC_NAME, zip(names, key, strict=True))
+            lines.append(f"{prefix}{count}\n")
+        if len(prefixes) > len(totals):  # series expired since the last render
+            self._prefixes = {key: prefixes[key] for key in totals}
+        return "".join(lines)

@@ -1,0 +1,36 @@
+"""The inputs the configuration asks for, built once: the only place that looks at which.
+
+After this, the exporter holds a list of `Input`s and treats them alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from exporter.core.counter import EventCounter
+from exporter.core.event import EventSink
+from exporter.core.inputs import Input
+from exporter.inputs.grpc.input import GrpcInput
+from exporter.inputs.http.input import HttpInput
+from exporter.settings.config import Config
+
+
+def build_inputs(
+    config: Config,
+    counter: EventCounter,
+    wrap_sink: Callable[[EventSink], EventSink],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_certificates_changed: Callable[[], None] = lambda: None,
+) -> list[Input]:
+    """Every configured input, each counting into shards of `counter` through `wrap_sink`.
+
+    A certificate file that cannot be used raises CertificateFilesError.
+    """
+    inputs: list[Input] = []
+    if config.grpc is not None:
+        inputs.append(GrpcInput(config.grpc, counter, wrap_sink, on_certificates_changed))
+    if config.http_input is not None:
+        inputs.append(HttpInput(config.http_input, wrap_sink(counter.shard().add), clock))
+    return inputs

@@ -1,0 +1,267 @@
+"""Every setting, declared once: its flag, environment variable and YAML key derive from
+its name; its parser, help text and default sit beside it.
+
+These are the flat, Go-compatible names a user writes (`--client-cert`,
+`FALCO_EXPORTER_CLIENT_CERT`, `client_cert:`). config.py groups them into the tree the
+exporter reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from exporter.settings import values
+from exporter.settings.choices import EventLoopChoice, LogFormat, LogLevel, ReadyWhen, Transport
+from exporter.settings.durations import format_duration
+
+ENV_PREFIX = "FALCO_EXPORTER_"
+
+
+def _as_yaml(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _setting(
+    default: Any,  # noqa: ANN401
+    parse: values.Parser,
+    help_text: str,
+    metavar: str = "VALUE",
+    to_yaml: Callable[[Any], object] = _as_yaml,
+) -> Any:  # noqa: ANN401 - a dataclass field
+    """A field that carries how to parse it, describe it and write it back as YAML."""
+    metadata = {"parse": parse, "help": help_text, "metavar": metavar, "to_yaml": to_yaml}
+    return field(default=default, metadata=metadata)
+
+
+def _duration(default: float, help_text: str, *, may_be_zero: bool = False) -> Any:  # noqa: ANN401
+    """A duration setting: Go's form (30s, 2m) in and out."""
+    parse = values.duration if may_be_zero else values.positive_duration
+    return _setting(default, parse, help_text, "DURATION", format_duration)
+
+
+def _choice(default: StrEnum, help_text: str, metavar: str) -> Any:  # noqa: ANN401
+    """One word of an enum's; the metavar lists them."""
+    return _setting(default, values.choice(type(default)), help_text, metavar, str)
+
+
+def shown_default(setting: dataclasses.Field[Any]) -> str:
+    """A setting's default as the README writes it: 30s, 1MiB, none, false."""
+    value = setting.metadata["to_yaml"](setting.default)
+    if value in ([], {}):
+        return "none"
+    if value == "":
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting as the user wrote it, parsed: one field per flag, variable and YAML key.
+
+    The Go exporter's defaults where it had the flag. The rest of the exporter reads the
+    tree that config.build_config makes of these, never these fields.
+    """
+
+    client_socket: str = _setting(
+        "unix:///run/falco/falco.sock",
+        values.string,
+        "Falco's gRPC unix socket, used when --client-hostname is empty",
+        "URL",
+    )
+    client_hostname: tuple[str, ...] = _setting(
+        (),
+        values.hostnames,
+        "Falco's gRPC host, or host:port; repeat for several Falcos; "
+        "non-empty switches to TCP with mutual TLS",
+        "HOST",
+    )
+    client_port: int = _setting(5060, values.port, "Falco's gRPC TCP port", "PORT")
+    client_cert: str = _setting(
+        "/etc/falco/certs/client.crt",
+        values.string,
+        "client certificate for mutual TLS to Falco",
+        "PATH",
+    )
+    client_key: str = _setting(
+        "/etc/falco/certs/client.key",
+        values.string,
+        "client private key for mutual TLS to Falco",
+        "PATH",
+    )
+    client_ca: str = _setting(
+        "/etc/falco/certs/ca.crt",
+        values.string,
+        "CA that signed Falco's server certificate",
+        "PATH",
+    )
+    targets: tuple[str, ...] = _setting(
+        (),
+        values.targets,
+        "more Falcos to subscribe to, as host:port or unix:///path; repeatable",
+        "TARGET",
+    )
+    discover_dns: str = _setting(
+        "",
+        values.dns_name,
+        "NAME:PORT of a headless Service; subscribe to every address it resolves to",
+        "NAME:PORT",
+    )
+    discover_interval: float = _duration(30.0, "how often --discover-dns resolves the name again")
+    ready_when: ReadyWhen = _choice(
+        ReadyWhen.ANY,
+        "ready when any Falco target is connected, or only when all are",
+        "any|all",
+    )
+    certificate_check_interval: float = _duration(
+        5.0, "how often the client certificate files are checked for changes (rotation)"
+    )
+    client_tls_server_name: str = _setting(
+        "",
+        values.string,
+        "name to verify in Falco's certificate when Falco is reached by another name or an IP",
+        "NAME",
+    )
+    listen_address: str = _setting(
+        ":9376", values.listen_address, "address serving /metrics, /livez, /readyz and /", "ADDR"
+    )
+    probes_listen_address: str = _setting(
+        ":19376", values.listen_address, "address serving /liveness and /readiness", "ADDR"
+    )
+    server_ca: str = _setting(
+        "",
+        values.string,
+        "CA for client certificates on /metrics (requires scrapers to present one)",
+        "PATH",
+    )
+    server_cert: str = _setting("", values.string, "certificate to serve /metrics over TLS", "PATH")
+    server_key: str = _setting("", values.string, "private key to serve /metrics over TLS", "PATH")
+    http_input_address: str = _setting(
+        "",
+        values.optional_listen_address,
+        "address to accept Falco's http_output POSTs on, e.g. :2801 (off when empty)",
+        "ADDR",
+    )
+    http_input_cert: str = _setting(
+        "", values.string, "certificate to serve the HTTP input over TLS", "PATH"
+    )
+    http_input_key: str = _setting(
+        "", values.string, "private key for the HTTP input's TLS", "PATH"
+    )
+    http_input_ca: str = _setting(
+        "",
+        values.string,
+        "CA for client certificates on the HTTP input (Falco's http_output.mtls)",
+        "PATH",
+    )
+    http_input_max_body: int = _setting(
+        1024 * 1024,
+        values.size,
+        "largest POST body accepted, after gzip decompression",
+        "SIZE",
+        values.format_size,
+    )
+    http_input_read_timeout: float = _duration(
+        10.0,
+        "a request's headers and body must arrive within this; else 408 and the "
+        "connection is closed",
+    )
+    http_input_idle_timeout: float = _duration(
+        300.0, "close a keep-alive connection of the HTTP input after this long without a request"
+    )
+    drop_labels: tuple[str, ...] = _setting(
+        (),
+        values.text_list,
+        "default labels to leave out of falco_events, e.g. k8s_pod_name",
+        "LABEL",
+    )
+    extra_labels: tuple[tuple[str, str], ...] = _setting(
+        (),
+        values.label_map,
+        "more labels from output fields, as label_name=output.field (YAML: a mapping); repeatable",
+        "NAME=FIELD",
+        dict,
+    )
+    priority_name_label: bool = _setting(
+        False, values.boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
+    )
+    recent_alerts: int = _setting(
+        0,
+        values.count,
+        "keep the last N alerts, output lines included, for the live page at / (0: off); "
+        "never on /metrics",
+        "N",
+    )
+    max_series: int = _setting(
+        10_000,
+        values.count,
+        "most falco_events series; past it new series are folded into overflow series "
+        "(0: no limit)",
+        "N",
+    )
+    series_ttl: float = _duration(
+        0.0, "remove a series that has not grown for this long (0: never)", may_be_zero=True
+    )
+    timeout: float = _duration(
+        120.0,
+        "log an error if no gRPC target is connected after this long (0: never); never exits",
+        may_be_zero=True,
+    )
+    transport: Transport = _choice(
+        Transport.GET,
+        "how to read Falco's queue: `get` drains it repeatedly (fastest), `sub` holds one stream",
+        "get|sub",
+    )
+    poll_interval: float = _duration(
+        0.05, "how often to ask Falco's subscription for queued events while idle"
+    )
+    reconnect_backoff_initial: float = _duration(0.5, "first reconnect delay cap (jittered)")
+    reconnect_backoff_max: float = _duration(30.0, "largest reconnect delay (jittered)")
+    keepalive_time: float = _duration(
+        10.0, "gRPC keepalive ping interval on the connection to Falco"
+    )
+    keepalive_timeout: float = _duration(
+        5.0, "how long to wait for a keepalive answer before reconnecting"
+    )
+    event_loop: EventLoopChoice = _choice(
+        EventLoopChoice.AUTO,
+        "event loop: `auto` runs uvloop when it is installed, else asyncio's own; `uvloop` "
+        "refuses to start without it",
+        "auto|uvloop|asyncio",
+    )
+    log_level: LogLevel = _choice(
+        LogLevel.INFO,
+        "log level",
+        "debug|info|warning|error",
+    )
+    log_format: LogFormat = _choice(
+        LogFormat.AUTO,
+        "json, console, or auto (JSON unless stdout is a terminal)",
+        "auto|json|console",
+    )
+
+    def effective(self) -> dict[str, object]:
+        """The settings as YAML would write them, durations in Go form."""
+        return {
+            setting.name: setting.metadata["to_yaml"](getattr(self, setting.name))
+            for setting in dataclasses.fields(self)
+        }
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+KEYS = frozenset(s.name for s in SETTINGS)
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + key.replace("_", "-")
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a setting."""
+    return ENV_PREFIX + key.upper()
