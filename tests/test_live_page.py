@@ -7,7 +7,6 @@ wide window (light and dark) are saved in test-artifacts/ (TEST_ARTIFACTS to mov
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -23,8 +22,9 @@ import pytest
 from exporter.core.counter import EventCounter
 from exporter.core.event import FalcoEvent
 from exporter.serve.live import MINUTES, LiveView
+from tests import browser
 from tests.conftest import LogLines, MakeExporter
-from tests.support import REPO, FakeClock, eventually, fetch, find_tool, scrape
+from tests.support import REPO, FakeClock, eventually, fetch, scrape
 from tests.test_http_input import EVENT, input_url, post
 from tests.test_process import LOCAL_PORTS, Process, running
 
@@ -33,30 +33,16 @@ POD = "nginx-7854ff8877-x2x9q"
 RULE = "DetectCurlCommandExecution"
 
 
-def chromium() -> str:
-    """The browser; skipped without it (which CI does not allow)."""
-    path = find_tool("chromium")
-    if path is None:
-        pytest.skip("chromium is not installed")
-    return path
+UPDATED = "document.getElementById('live').hasAttribute('data-updated')"
 
 
-async def browse(url: str, *flags: str, scripts: bool = True) -> str:
-    """Headless chromium: load `url`, let its scripts run 6 s of virtual time; stdout.
-
-    Without scripts, virtual time never advances, so the page is read once loaded.
-    """
-    timing = (
-        ["--virtual-time-budget=6000"] if scripts else ["--blink-settings=javascriptEnabled=false"]
-    )
-    process = await asyncio.create_subprocess_exec(
-        chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
-        *timing, *flags, url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0
-    return out.decode()
+async def browse(url: str, **options: Any) -> browser.Page:
+    """The page as headless chromium shows it; skipped without chromium (CI does not allow)."""
+    try:
+        browser.find_chromium()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    return await browser.load(url, **options)
 
 
 @pytest.fixture
@@ -112,7 +98,7 @@ async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
     """After its first update: the chart drawn, the curl row for the nginx pod, same count."""
     _, port = demo
     url = f"http://127.0.0.1:{port}/"
-    dom = await browse(url, "--dump-dom")
+    dom = (await browse(url, until=UPDATED)).dom
     assert re.search(r'<main id="live"[^>]*data-updated="[0-9.]+"', dom), "no update ran"
     chart = re.search(r'<svg id="chart"[^>]*data-total="(\d+)" data-bars="(\d+)"', dom)
     assert chart is not None
@@ -137,7 +123,7 @@ async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
 async def test_the_page_works_without_javascript(demo: tuple[Process, int]) -> None:
     """Scripts off: the server-rendered chart and table say the same, and it reloads itself."""
     _, port = demo
-    dom = await browse(f"http://127.0.0.1:{port}/", "--dump-dom", scripts=False)
+    dom = (await browse(f"http://127.0.0.1:{port}/", scripts=False)).dom
     assert not re.search(r'<main id="live"[^>]*data-updated=', dom)  # no script ran
     assert cells(dom, RULE, POD) is not None
     assert '<meta http-equiv="refresh" content="30">' in dom
@@ -156,13 +142,10 @@ async def test_screenshots_at_narrow_and_wide_sizes_light_and_dark(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"live-page-{name}.png"
     shot.unlink(missing_ok=True)
-    scheme = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if dark else []
-    await browse(
-        f"http://127.0.0.1:{port}/",
-        f"--window-size={size[0]},{size[1]}",
-        f"--screenshot={shot}",
-        *scheme,
+    page = await browse(
+        f"http://127.0.0.1:{port}/", window=size, dark=dark, screenshot=True, until=UPDATED
     )
+    shot.write_bytes(page.screenshot)
     width, height, corner = png_size_and_corner(shot)
     assert (width, height) == size
     assert (sum(corner) < 120) if dark else (sum(corner) > 600), corner
