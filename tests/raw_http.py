@@ -66,3 +66,20 @@ def post_request(body: bytes, *, path: str = "/", headers: dict[str, str] | None
     }
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     return head.encode("latin-1") + b"\r\n" + body
+
+
+async def exchange_all(
+    port: int, requests: list[bytes], *, timeout: float = 10.0
+) -> list[RawAnswer]:
+    """Send each request on one keep-alive connection, in turn, reading each answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+    try:
+        async with asyncio.timeout(timeout):
+            for request in requests:
+                writer.write(request)
+                await writer.drain()
+                answers.append(await read_answer(reader))
+    finally:
+        writer.close()
+    return answers
