@@ -48,6 +48,11 @@ def _choice(default: StrEnum, help_text: str, metavar: str) -> Any:  # noqa: ANN
     return _setting(default, values.choice(type(default)), help_text, metavar, str)
 
 
+def _path(help_text: str, default: str = "") -> Any:  # noqa: ANN401
+    """A file's path, as given."""
+    return _setting(default, values.string, help_text, "PATH")
+
+
 def shown_default(setting: dataclasses.Field[Any]) -> str:
     """A setting's default as the README writes it: 30s, 1MiB, none, false."""
     value = setting.metadata["to_yaml"](setting.default)
@@ -82,24 +87,13 @@ class Settings:
         "HOST",
     )
     client_port: int = _setting(5060, values.port, "Falco's gRPC TCP port", "PORT")
-    client_cert: str = _setting(
-        "/etc/falco/certs/client.crt",
-        values.string,
-        "client certificate for mutual TLS to Falco",
-        "PATH",
+    client_cert: str = _path(
+        "client certificate for mutual TLS to Falco", "/etc/falco/certs/client.crt"
     )
-    client_key: str = _setting(
-        "/etc/falco/certs/client.key",
-        values.string,
-        "client private key for mutual TLS to Falco",
-        "PATH",
+    client_key: str = _path(
+        "client private key for mutual TLS to Falco", "/etc/falco/certs/client.key"
     )
-    client_ca: str = _setting(
-        "/etc/falco/certs/ca.crt",
-        values.string,
-        "CA that signed Falco's server certificate",
-        "PATH",
-    )
+    client_ca: str = _path("CA that signed Falco's server certificate", "/etc/falco/certs/ca.crt")
     targets: tuple[str, ...] = _setting(
         (),
         values.targets,
@@ -133,31 +127,21 @@ class Settings:
     probes_listen_address: str = _setting(
         ":19376", values.listen_address, "address serving /liveness and /readiness", "ADDR"
     )
-    server_ca: str = _setting(
-        "",
-        values.string,
-        "CA for client certificates on /metrics (requires scrapers to present one)",
-        "PATH",
+    server_ca: str = _path(
+        "CA for client certificates on /metrics (requires scrapers to present one)"
     )
-    server_cert: str = _setting("", values.string, "certificate to serve /metrics over TLS", "PATH")
-    server_key: str = _setting("", values.string, "private key to serve /metrics over TLS", "PATH")
+    server_cert: str = _path("certificate to serve /metrics over TLS")
+    server_key: str = _path("private key to serve /metrics over TLS")
     http_input_address: str = _setting(
         "",
         values.optional_listen_address,
         "address to accept Falco's http_output POSTs on, e.g. :2801 (off when empty)",
         "ADDR",
     )
-    http_input_cert: str = _setting(
-        "", values.string, "certificate to serve the HTTP input over TLS", "PATH"
-    )
-    http_input_key: str = _setting(
-        "", values.string, "private key for the HTTP input's TLS", "PATH"
-    )
-    http_input_ca: str = _setting(
-        "",
-        values.string,
-        "CA for client certificates on the HTTP input (Falco's http_output.mtls)",
-        "PATH",
+    http_input_cert: str = _path("certificate to serve the HTTP input over TLS")
+    http_input_key: str = _path("private key for the HTTP input's TLS")
+    http_input_ca: str = _path(
+        "CA for client certificates on the HTTP input (Falco's http_output.mtls)"
     )
     http_input_max_body: int = _setting(
         1024 * 1024,
