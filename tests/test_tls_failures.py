@@ -91,6 +91,8 @@ async def test_expired_client_certificate(
         "certificate_check_interval": "100ms",
     }
     exporter = await make_exporter(**flags)
+    # Running means connected: the certificate watch has read the files it rotates from.
+    await eventually(lambda: bool(logs.matching("connected to Falco")), message="connected")
     expired_pair = expired(test_ca, "exporter", server=False)
     write_public(cert, expired_pair.cert_pem)
     write_private(key, expired_pair.key_pem)
