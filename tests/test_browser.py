@@ -1,4 +1,4 @@
-"""The DevTools driver of headless Chromium (tests/browser.py), against tiny local pages.
+"""The DevTools driver of headless Chromium (tests/support/browser.py), against tiny local pages.
 
 A server on 127.0.0.1 serves a page whose script changes a paragraph, a page coloured by
 prefers-color-scheme, a URL that never answers and a page whose image never comes.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import browser
+from tests.support import browser
 
 SCRIPTED = b"""<!DOCTYPE html>
 <html><head><title>scripted</title></head><body>

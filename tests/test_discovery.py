@@ -25,8 +25,8 @@ import pytest
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import tls_of
-from tests.fake_dns import FakeDns
 from tests.support import REPO, eventually, fetch, response, scrape, total_events
+from tests.support.fake_dns import FakeDns
 
 NAME = "falco-grpc.cluster.test"
 

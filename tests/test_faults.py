@@ -18,8 +18,8 @@ from exporter.app import Exporter
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags, tls_of
-from tests.faults import FaultProxy
 from tests.support import eventually, fetch, response, scrape, total_events
+from tests.support.faults import FaultProxy
 
 
 @pytest.fixture

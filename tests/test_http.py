@@ -17,7 +17,6 @@ from exporter.runtime.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import LogLines, MakeExporter
-from tests.raw_http import exchange
 from tests.support import (
     eventually,
     fetch,
@@ -27,6 +26,7 @@ from tests.support import (
     scrape,
     total_events,
 )
+from tests.support.raw_http import exchange
 
 
 async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(

@@ -21,8 +21,8 @@ from exporter.inputs.http.input import HttpInput
 from exporter.inputs.http.rejections import REASONS, TEXT_OUTPUT_FIX
 from exporter.simulator.certs import CertPaths
 from tests.conftest import LogLines, MakeExporter, client_flags
-from tests.raw_http import exchange, post_request
 from tests.support import FakeClock, eventually, find_tool, input_of, scrape, total_events
+from tests.support.raw_http import exchange, post_request
 from tests.test_http_input import EVENT, input_url
 
 GOOD = json.dumps(EVENT).encode()

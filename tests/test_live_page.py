@@ -22,9 +22,8 @@ import pytest
 from exporter.core.counter import EventCounter
 from exporter.core.event import FalcoEvent
 from exporter.serve.live import MINUTES, LiveView
-from tests import browser
 from tests.conftest import LogLines, MakeExporter
-from tests.support import REPO, FakeClock, eventually, fetch, scrape
+from tests.support import REPO, FakeClock, browser, eventually, fetch, scrape
 from tests.test_http_input import EVENT, input_url, post
 from tests.test_process import LOCAL_PORTS, Process, running
 

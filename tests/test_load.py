@@ -15,8 +15,8 @@ from typing import Any
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.conftest import MakeExporter, client_flags
-from tests.faults import FaultProxy
 from tests.support import eventually, fetch, response, total_events
+from tests.support.faults import FaultProxy
 
 BACKLOG = int(os.environ.get("BACKLOG_EVENTS", "200000"))
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))

@@ -178,7 +178,7 @@ async def test_second_signal_exits_at_once() -> None:
 
 async def test_malformed_posts_leave_stderr_empty_and_stdout_json() -> None:
     """Every malformed request of the hardening tests: the log stays JSON, stderr silent."""
-    from tests.raw_http import exchange
+    from tests.support.raw_http import exchange
     from tests.test_http_input_hardening import MALFORMED
 
     async with running(

@@ -20,7 +20,7 @@ from exporter.app import Exporter
 from exporter.falcopb import outputs_pb2
 from exporter.simulator.certs import CertificateAuthority, KeyPair
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE_EVENTS = REPO / "exporter" / "simulator" / "data" / "sample-events.jsonl"
 
 Labels = frozenset[tuple[str, str]]
