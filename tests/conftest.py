@@ -1,16 +1,18 @@
-"""Fixtures: throwaway certificates, a simulated Falco over mutual TLS, exporters."""
+"""Fixtures: throwaway certificates, a simulated Falco over mutual TLS, exporters.
+
+Only fixtures and hooks live here (pytest injects them); their types and every helper a
+test imports are in tests/support.
+"""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,18 @@ quiet_grpc_core()  # as the command line does, before grpc is imported
 from exporter.app import Exporter  # noqa: E402
 from exporter.settings.load import load_config  # noqa: E402
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set  # noqa: E402
-from exporter.simulator.server import ServerTls, SimulatedFalco  # noqa: E402
-from tests.support import REPO, STRICT  # noqa: E402
-
-MakeExporter = Callable[..., Awaitable[Exporter]]
+from exporter.simulator.server import SimulatedFalco  # noqa: E402
+from tests.support import (  # noqa: E402
+    REPO,
+    STRICT,
+    ExporterFor,
+    LogLines,
+    MakeExporter,
+    browser,
+    client_flags,
+    tls_of,
+)
+from tests.support.faults import FaultProxy  # noqa: E402
 
 
 @pytest.hookimpl(wrapper=True)
@@ -71,33 +81,14 @@ async def falco(certs: CertPaths) -> AsyncIterator[SimulatedFalco]:
     await simulated.stop()
 
 
-def tls_of(certs: CertPaths) -> ServerTls:
-    """The simulated Falco's side of a certificate set."""
-    return ServerTls(certs.server_cert, certs.server_key, certs.ca)
-
-
-def client_flags(certs: CertPaths, address: str) -> dict[str, object]:
-    """Flags that point an exporter at a simulated Falco over mutual TLS."""
-    host, port = address.rsplit(":", 1)
-    return {
-        "client_hostname": "localhost" if host == "127.0.0.1" else host,
-        "client_port": port,
-        "client_cert": str(certs.client_cert),
-        "client_key": str(certs.client_key),
-        "client_ca": str(certs.ca),
-    }
-
-
-class LogLines(io.StringIO):
-    """The exporter's JSON log lines, decoded."""
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every line logged so far, as a dict."""
-        return [json.loads(line) for line in self.getvalue().splitlines() if line]
-
-    def matching(self, event: str) -> list[dict[str, Any]]:
-        """The records whose message is `event`."""
-        return [record for record in self.records() if record.get("event") == event]
+@pytest.fixture
+async def proxy(falco: SimulatedFalco) -> AsyncIterator[FaultProxy]:
+    """A fault proxy in front of the simulated Falco (tests/support/faults.py)."""
+    host, port = falco.address.rsplit(":", 1)
+    fault_proxy = FaultProxy(host, int(port))
+    await fault_proxy.start()
+    yield fault_proxy
+    await fault_proxy.stop()
 
 
 @pytest.fixture
@@ -139,15 +130,22 @@ async def make_exporter(logs: LogLines) -> AsyncIterator[MakeExporter]:
 
 
 @pytest.fixture
-async def exporter_for(
-    make_exporter: MakeExporter, certs: CertPaths
-) -> Callable[..., Awaitable[Exporter]]:
+async def exporter_for(make_exporter: MakeExporter, certs: CertPaths) -> ExporterFor:
     """An exporter subscribed to the given simulated Falco over mutual TLS."""
 
     async def make(falco: SimulatedFalco, **flags: object) -> Exporter:
         return await make_exporter(**client_flags(certs, falco.address), **flags)
 
     return make
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium's path; skipped without it (which CI does not allow)."""
+    try:
+        return browser.find_chromium()
+    except RuntimeError as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")

@@ -9,24 +9,28 @@ rule's window (5 minutes) has passed without a new event.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter
-from tests.support import REPO, eventually, fetch, response
-from tests.test_http_input import EVENT, input_url, post
-from tests.test_prometheus import Prometheus, free_port
+from tests.support import (
+    EVENT,
+    REPO,
+    ExporterFor,
+    MakeExporter,
+    eventually,
+    input_url,
+    post,
+    response,
+)
+from tests.support.prometheus import Alertmanager, Prometheus, Receiver
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 if not (ALERTMANAGER and shutil.which("prometheus")):
@@ -40,28 +44,9 @@ RULES = REPO / "deploy" / "prometheus" / "falco-exporter-rules.yaml"
 # Generous: a deadline, not a target. The measured figures are in docs/deploy.md, step 6.
 NOTIFIED_WITHIN = 60.0
 
-
-class Receiver:
-    """A webhook receiver: every notification Alertmanager posts, with when it arrived."""
-
-    def __init__(self) -> None:
-        self.alerts: list[tuple[float, dict[str, Any]]] = []
-        self.changed = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        """Keep each alert of the notification."""
-        body = await request.json()
-        arrived = time.monotonic()
-        self.alerts.extend((arrived, alert) for alert in body["alerts"])
-        self.changed.set()
-        return web.Response(text="ok")
-
-    def first(self, status: str, **labels: str) -> tuple[float, dict[str, Any]] | None:
-        """The first alert received in that status whose labels include `labels`."""
-        for arrived, alert in self.alerts:
-            if alert["status"] == status and labels.items() <= alert["labels"].items():
-                return arrived, alert
-        return None
+# The `alerting` fixture: given the exporter's metrics port, a Prometheus with the shipped
+# rules scraping it, its Alertmanager posting to the returned receiver.
+Alerting = Callable[[int], Awaitable[Receiver]]
 
 
 @pytest.fixture
@@ -78,60 +63,12 @@ async def receiver() -> AsyncIterator[tuple[Receiver, int]]:
     await runner.cleanup()
 
 
-class Alertmanager:
-    """A real Alertmanager posting every group at once, resolved notifications included."""
-
-    def __init__(self, workdir: Path, webhook_port: int) -> None:
-        self.workdir = workdir
-        self.webhook_port = webhook_port
-        self.port = free_port()
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Write the config, start, wait for /-/ready."""
-        config = self.workdir / "alertmanager.yml"
-        config.write_text(
-            "route:\n  receiver: hook\n  group_by: [alertname, rule, k8s_pod_name]\n"
-            "  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n"
-            "receivers:\n  - name: hook\n    webhook_configs:\n"
-            f"      - url: http://127.0.0.1:{self.webhook_port}/hook\n        send_resolved: true\n"
-        )
-        assert ALERTMANAGER is not None
-        with (self.workdir / "alertmanager.log").open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                ALERTMANAGER,
-                f"--config.file={config}",
-                f"--storage.path={self.workdir / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-
-        async def ready() -> bool:
-            assert self.process is not None
-            if self.process.returncode is not None:
-                log = (self.workdir / "alertmanager.log").read_text()
-                raise AssertionError(f"alertmanager exited:\n{log[-2000:]}")
-            try:
-                return (await fetch(f"http://127.0.0.1:{self.port}/-/ready"))[0] == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(ready, timeout=60, interval=0.1, message="Alertmanager ready")
-
-    async def stop(self) -> None:
-        """Terminate and reap."""
-        if self.process and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-
-
 @pytest.fixture
-async def alerting(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator[Any]:
+async def alerting(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator[Alerting]:
     """Start Alertmanager, then a Prometheus with the shipped rules that scrapes an exporter."""
     sink, webhook_port = receiver
-    manager = Alertmanager(tmp_path, webhook_port)
+    assert ALERTMANAGER is not None
+    manager = Alertmanager(ALERTMANAGER, tmp_path, webhook_port)
     await manager.start()
     started: list[Prometheus] = []
 
@@ -182,7 +119,7 @@ async def notified_then_resolved(
 
 
 async def test_one_event_posted_by_http_pages_once_and_resolves(
-    make_exporter: MakeExporter, alerting: Any
+    make_exporter: MakeExporter, alerting: Alerting
 ) -> None:
     """One Warning event of a new rule for one pod: a notification naming rule, priority, pod."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0", series_ttl="3s")
@@ -213,7 +150,7 @@ async def test_one_event_posted_by_http_pages_once_and_resolves(
 
 
 async def test_one_event_read_over_grpc_pages_once_and_resolves(
-    falco: SimulatedFalco, exporter_for: Any, alerting: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor, alerting: Alerting
 ) -> None:
     """The same over gRPC: one Error event of a new rule, one notification, then resolved."""
     exporter = await exporter_for(falco, series_ttl="3s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,3 +77,57 @@ def test_every_subpackage_says_what_it_owns_and_may_import() -> None:
         text = init.read_text(encoding="utf-8")
         assert text.startswith('"""'), init
         assert "import" in text.split('"""')[1], f"{init}: no import rule in its docstring"
+
+
+def imports_of_other_tests(path: Path) -> list[str]:
+    """Where a module imports a test module or conftest.py: `line: module`, once an import."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            joined = base if base.endswith(".") else f"{base}."
+            # `from tests import conftest`, `from . import test_x`: the names are modules.
+            modules = [base, *(joined + alias.name for alias in node.names)]
+        else:
+            continue
+        for module in modules:
+            last = module.rsplit(".", 1)[-1]
+            if last == "conftest" or last.startswith("test_"):
+                found.append(f"{node.lineno}: {module}")
+                break
+    return found
+
+
+def test_no_test_module_imports_another_or_conftest() -> None:
+    """What tests share is in tests/support; fixtures come from conftest.py by injection,
+    never by import (an import runs the other module's module-level skips, and ties them)."""
+    tests = REPO / "tests"
+    modules = [*sorted(tests.glob("test_*.py")), tests / "conftest.py"]
+    assert len(modules) > 30, "the walk found too few test modules to mean anything"
+    offenders = {
+        str(path.relative_to(REPO)): found
+        for path in modules
+        if (found := imports_of_other_tests(path))
+    }
+    assert offenders == {}, f"import what is shared from tests.support instead: {offenders}"
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("from tests.test_http_input import EVENT", "tests.test_http_input"),
+        ("from tests.conftest import MakeExporter", "tests.conftest"),
+        ("import tests.test_prometheus", "tests.test_prometheus"),
+        ("from tests import conftest", "tests.conftest"),
+        ("from . import test_deploy", ".test_deploy"),
+        ("from .test_process import running", ".test_process"),
+    ],
+)
+def test_an_import_of_another_test_module_is_caught(tmp_path: Path, line: str, named: str) -> None:
+    """Each way of writing such an import is found, with its line; tests.support is not."""
+    module = tmp_path / "test_example.py"
+    allowed = "from tests.support import REPO\nfrom tests import support\n"
+    module.write_text(f'"""A test module."""\n\n{allowed}{line}\n')
+    assert imports_of_other_tests(module) == [f"5: {named}"]

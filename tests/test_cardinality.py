@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import aiohttp
 import pytest
 
 from exporter.app import Exporter
 from exporter.cli import main
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter
-from tests.support import FakeClock, eventually, labels, response, scrape, total_events
+from tests.support import (
+    ExporterFor,
+    FakeClock,
+    MakeExporter,
+    counted,
+    input_url,
+    labels,
+    ndjson,
+    post,
+    response,
+    scrape,
+)
 
 BASE = {
     "hostname": "worker-1",
@@ -25,10 +33,8 @@ BASE = {
 
 async def post_lines(exporter: Exporter, documents: list[dict[str, Any]]) -> None:
     """POST events as newline-delimited JSON to the exporter's HTTP input; all accepted."""
-    body = "\n".join(json.dumps(document) for document in documents)
-    url = f"http://127.0.0.1:{exporter.ports['http_input']}/events"
-    async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
-        assert answer.status == 200, await answer.text()
+    status, text = await post(input_url(exporter, "/events"), ndjson(documents))
+    assert status == 200, text
 
 
 async def test_extra_labels_from_fields_of_every_type(make_exporter: MakeExporter) -> None:
@@ -80,7 +86,7 @@ async def test_extra_labels_from_fields_of_every_type(make_exporter: MakeExporte
     }
 
 
-async def test_extra_labels_over_grpc(falco: SimulatedFalco, exporter_for: Any) -> None:
+async def test_extra_labels_over_grpc(falco: SimulatedFalco, exporter_for: ExporterFor) -> None:
     """Over gRPC the same fields arrive as strings and give the same label values."""
     exporter = await exporter_for(
         falco, extra_labels=["image=container.image.repository", "missing=not.there"]
@@ -89,10 +95,7 @@ async def test_extra_labels_over_grpc(falco: SimulatedFalco, exporter_for: Any) 
         [response(fields={"container.image.repository": "nginx", "k8s.pod.name": "web-1"})]
     )
 
-    async def one() -> bool:
-        return await total_events(exporter.main_http.port) == 1
-
-    await eventually(one, message="one event")
+    await counted(exporter, 1, message="one event")
     [key] = await scrape(exporter.main_http.port)
     assert (dict(key)["image"], dict(key)["missing"]) == ("nginx", "")
 

@@ -25,11 +25,16 @@ from exporter.app import SHUTDOWN_TIMEOUT
 from exporter.cli import main
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import ServerTls, SimulatedFalco
-from tests.conftest import MakeExporter
-from tests.support import REPO, eventually, find_tool, response, total_events
+from tests.support import REPO, MakeExporter, counted, find_tool, response, total_events
+from tests.support.deploy import (
+    IDLE_MILLICORES,
+    KUBERNETES_VERSION,
+    MEASURED_MIB,
+    mebibytes,
+    millicores,
+)
 
 OVERLAYS = ("grpc-mtls", "daemonset-socket", "http-input")
-KUBERNETES_VERSION = "1.31.0"
 WORKLOADS = ("Deployment", "DaemonSet")
 
 
@@ -155,25 +160,6 @@ def test_workloads_are_locked_down(overlay: str) -> None:
     assert mebibytes(box["resources"]["limits"]["memory"]) >= 2 * peak
     account = one(documents, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
-
-
-# RSS at the default --max-series (10,000) and the peak there, MiB, from bench/memory.py.
-MEASURED_MIB = {"http-input": (44, 44), "grpc-mtls": (57, 61), "daemonset-socket": (54, 58)}
-
-
-# Idle CPU with one Falco target, millicores, from bench/memory.py.
-IDLE_MILLICORES = {"http-input": 0, "grpc-mtls": 22, "daemonset-socket": 21}
-
-
-def millicores(quantity: str) -> int:
-    """A Kubernetes CPU quantity ("30m", "1") in millicores."""
-    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
-
-
-def mebibytes(quantity: str) -> int:
-    """A Kubernetes memory quantity in Mi or Gi, as MiB."""
-    number, unit = quantity[:-2], quantity[-2:]
-    return int(number) * {"Mi": 1, "Gi": 1024}[unit]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -325,11 +311,7 @@ async def test_certs_command_output_connects_falco_and_exporter(
             client_ca=str(paths.ca),
         )
         falco.publish([response()])
-
-        async def counted() -> bool:
-            return await total_events(exporter.main_http.port) == 1
-
-        await eventually(counted, message="counted with the generated certificates")
+        await counted(exporter, 1, message="counted with the generated certificates")
     finally:
         await falco.stop()
 

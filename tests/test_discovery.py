@@ -24,8 +24,7 @@ import pytest
 
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import tls_of
-from tests.support import REPO, eventually, fetch, response, scrape, total_events
+from tests.support import REPO, counted, eventually, fetch, response, scrape, tls_of
 from tests.support.fake_dns import FakeDns
 
 NAME = "falco-grpc.cluster.test"
@@ -133,16 +132,13 @@ async def test_targets_follow_the_dns_records(certs: CertPaths, tmp_path: Path) 
             async def targets_are(*lines: str) -> bool:
                 return await readiness_lines(exporter) == sorted(lines)
 
-            async def total(expected: int) -> bool:
-                return await total_events(exporter.metrics_port) == expected
-
             await eventually(
                 lambda: targets_are(f"{a} connected", f"{b} connected"),
                 message="both discovered targets connected",
             )
             first.publish(response() for _ in range(10))
             second.publish(response() for _ in range(10))
-            await eventually(lambda: total(20), message="20 events from two Falcos")
+            await counted(exporter.metrics_port, 20, message="20 events from two Falcos")
 
             hosts.write_text(f"127.0.0.3 {NAME}\n127.0.0.4 {NAME}\n")  # same inode: in place
             await eventually(
@@ -153,7 +149,9 @@ async def test_targets_follow_the_dns_records(certs: CertPaths, tmp_path: Path) 
             assert gone["target"] == a
             second.publish(response() for _ in range(10))
             third.publish(response() for _ in range(10))
-            await eventually(lambda: total(40), message="the departed target's 10 kept, 20 more")
+            await counted(
+                exporter.metrics_port, 40, message="the departed target's 10 kept, 20 more"
+            )
 
             hosts.write_text("# the name is gone: lookups fail\n")
 
@@ -164,7 +162,7 @@ async def test_targets_follow_the_dns_records(certs: CertPaths, tmp_path: Path) 
             await eventually(lookup_failed, message="failed lookups counted")
             assert await readiness_lines(exporter) == sorted([f"{b} connected", f"{c} connected"])
             third.publish(response() for _ in range(5))
-            await eventually(lambda: total(45), message="still counting after failed lookups")
+            await counted(exporter.metrics_port, 45, message="still counting after failed lookups")
             assert exporter.logged("DNS lookup failed; keeping the current targets")
     finally:
         for falco in (first, second, third):
@@ -217,11 +215,7 @@ async def test_dns_that_misbehaves_keeps_the_targets(certs: CertPaths, tmp_path:
                 )
                 first.publish(response() for _ in range(5))
                 sent += 5
-
-                async def counted(expected: int = sent) -> bool:
-                    return await total_events(exporter.metrics_port) == expected
-
-                await eventually(counted, message=f"still counting ({mode})")
+                await counted(exporter.metrics_port, sent, message=f"still counting ({mode})")
             dns.mode = "answer"
             dns.addresses = ["127.0.0.3"]
             await eventually(

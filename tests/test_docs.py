@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from exporter.settings.schema import SETTINGS, env_name, flag_name
 from exporter.simulator.server import SimulatedFalco
-from tests.support import REPO, fetch, parse_metrics
+from tests.support import REPO, ExporterFor, fetch, parse_metrics
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -26,7 +25,9 @@ def test_every_setting_is_documented() -> None:
         assert row in README, row
 
 
-async def test_every_metric_family_is_documented(falco: SimulatedFalco, exporter_for: Any) -> None:
+async def test_every_metric_family_is_documented(
+    falco: SimulatedFalco, exporter_for: ExporterFor
+) -> None:
     """Every family on /metrics is named in the README (process metrics as `process_*`)."""
     exporter = await exporter_for(falco)
     _, body, _ = await fetch(f"http://127.0.0.1:{exporter.main_http.port}/metrics")

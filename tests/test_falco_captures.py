@@ -17,8 +17,7 @@ import pytest
 from exporter.app import Exporter
 from exporter.simulator.events import response_from_json
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter
-from tests.support import REPO, Labels, eventually, labels, scrape
+from tests.support import REPO, Labels, MakeExporter, eventually, labels, scrape
 from tests.support.raw_http import exchange_all
 
 CAPTURES = REPO / "tests" / "data" / "falco-0.44.1"

@@ -9,27 +9,23 @@ event twice (at most once); the simulator's hold() makes the quiet moments.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
-
-import pytest
 
 from exporter.app import Exporter
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter, client_flags, tls_of
-from tests.support import eventually, fetch, response, scrape, total_events
+from tests.support import (
+    ExporterFor,
+    MakeExporter,
+    client_flags,
+    counted,
+    eventually,
+    fetch,
+    response,
+    sum_by,
+    tls_of,
+    total_events,
+)
 from tests.support.faults import FaultProxy
-
-
-@pytest.fixture
-async def proxy(falco: SimulatedFalco) -> AsyncIterator[FaultProxy]:
-    """A fault proxy in front of the simulated Falco."""
-    host, port = falco.address.rsplit(":", 1)
-    fault_proxy = FaultProxy(host, int(port))
-    await fault_proxy.start()
-    yield fault_proxy
-    await fault_proxy.stop()
 
 
 async def exporter_via(
@@ -44,11 +40,6 @@ async def ready_is(exporter: Exporter, status: int) -> bool:
     return (await fetch(f"http://127.0.0.1:{exporter.main_http.port}/readyz"))[0] == status
 
 
-async def counted(exporter: Exporter, expected: int) -> bool:
-    """Whether sum(falco_events) == expected."""
-    return await total_events(exporter.main_http.port) == expected
-
-
 async def test_half_open_connection_is_replaced_via_keepalive(
     falco: SimulatedFalco, proxy: FaultProxy, certs: CertPaths, make_exporter: MakeExporter
 ) -> None:
@@ -58,7 +49,7 @@ async def test_half_open_connection_is_replaced_via_keepalive(
     )
     await eventually(lambda: ready_is(exporter, 200), message="ready")
     falco.publish(response() for _ in range(10))
-    await eventually(lambda: counted(exporter, 10), message="10 before the stall")
+    await counted(exporter, 10, message="10 before the stall")
     proxy.stall(new_connections=True)
     loop = asyncio.get_running_loop()
     stalled_at = loop.time()
@@ -74,7 +65,7 @@ async def test_half_open_connection_is_replaced_via_keepalive(
     await eventually(lambda: ready_is(exporter, 200), timeout=20, message="ready again")
     falco.publish(response() for _ in range(10))
     await eventually(lambda: falco.queued == 0, message="the new events delivered")
-    await eventually(lambda: counted(exporter, 20), message="10 more after the stall")
+    await counted(exporter, 20, message="10 more after the stall")
     assert falco.delivered == 20
 
 
@@ -96,8 +87,9 @@ async def test_cuts_during_a_steady_stream_count_every_event_once(
         for _ in range(5):
             await eventually(lambda: falco.delivered >= 100, message="some events flowed")
             falco.hold()
-            await eventually(
-                lambda: counted(exporter, falco.delivered),
+            await counted(
+                exporter,
+                lambda: falco.delivered,
                 message="everything delivered is counted",
             )
             proxy.cut()
@@ -108,7 +100,7 @@ async def test_cuts_during_a_steady_stream_count_every_event_once(
         stop.set()
         await feeder
     await eventually(lambda: falco.queued == 0, message="queue drained")
-    await eventually(lambda: counted(exporter, falco.delivered), message="all counted")
+    await counted(exporter, lambda: falco.delivered, message="all counted")
     # Five resets, five new connections: gRPC's channel reconnects by itself when a reset
     # lands between two calls, and the exporter's loop does when it breaks a call.
     assert proxy.connections >= 6
@@ -128,30 +120,21 @@ async def test_cuts_at_any_moment_never_count_an_event_twice(
         await eventually(lambda b=before: proxy.connections > b, message="reconnected")
         await eventually(lambda: falco.queued == 0, message=f"round {round_number} drained")
         assert await total_events(exporter.main_http.port) <= falco.delivered
-    rounds = await by_rule(exporter)
+    rounds = await sum_by(exporter.main_http.port, "rule")
     assert all(rounds[f"round {n}"] <= 2000 for n in range(5) if f"round {n}" in rounds)
     # Quiet again: N events published now are counted exactly N times.
     falco.publish(response(rule="after the cuts") for _ in range(10))
 
     async def counted_exactly() -> bool:
-        return (await by_rule(exporter)).get("after the cuts") == 10
+        return (await sum_by(exporter.main_http.port, "rule")).get("after the cuts") == 10
 
     await eventually(counted_exactly, message="exactly 10 counted after the cuts")
     await eventually(lambda: falco.queued == 0, message="the 10 drained")
-    assert (await by_rule(exporter))["after the cuts"] == 10
-
-
-async def by_rule(exporter: Exporter) -> dict[str, float]:
-    """sum by (rule) (falco_events)."""
-    totals: dict[str, float] = {}
-    for key, value in (await scrape(exporter.main_http.port)).items():
-        rule = dict(key)["rule"]
-        totals[rule] = totals.get(rule, 0.0) + value
-    return totals
+    assert (await sum_by(exporter.main_http.port, "rule"))["after the cuts"] == 10
 
 
 async def test_restart_storm_ends_connected_with_exact_counts(
-    falco: SimulatedFalco, certs: CertPaths, exporter_for: Any
+    falco: SimulatedFalco, certs: CertPaths, exporter_for: ExporterFor
 ) -> None:
     """Ten Falco restarts in a row: the exporter ends connected and every event counted."""
     exporter = await exporter_for(falco)
@@ -162,7 +145,7 @@ async def test_restart_storm_ends_connected_with_exact_counts(
         await falco.start(address, tls_of(certs))
     falco.publish(response() for _ in range(20))
     await eventually(lambda: falco.queued == 0, message="queue drained")
-    await eventually(lambda: counted(exporter, 220), message="220 counted")
+    await counted(exporter, 220, message="220 counted")
     assert falco.delivered == 220
     await eventually(lambda: ready_is(exporter, 200), message="connected at the end")
 
@@ -175,5 +158,5 @@ async def test_slow_network_still_counts_everything(
     await eventually(lambda: ready_is(exporter, 200), message="ready")
     proxy.slow(0.02)
     falco.publish(response() for _ in range(500))
-    await eventually(lambda: counted(exporter, 500), timeout=30, message="500 over a slow link")
+    await counted(exporter, 500, timeout=30, message="500 over a slow link")
     proxy.restore()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import FALCO_JSON_EVENT, eventually, scrape
+from tests.support import EVENT, REPO, counted, curl, scrape
+from tests.support.processes import LOCAL_PORTS
 
-LOCAL_PORTS = ("--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0")
 # Modules that only the gRPC input, or nothing at run time at all, needs.
 GRPC_MODULES = ("grpc", "google.protobuf")
 NEVER_AT_RUN_TIME = ("aiohttp", "prometheus_client", "importlib.metadata")
@@ -60,20 +60,14 @@ async def run_exporter(
 
 
 async def post_and_count(input_port: int, metrics_port: int) -> None:
-    """One event posted as Falco posts it, then seen on /metrics."""
-    curl = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-        "-H", "Content-Type: application/json", "--data-binary", json.dumps(FALCO_JSON_EVENT),
+    """One event posted as Falco posts it (curl is libcurl, as Falco's), then seen on /metrics."""
+    posted = await asyncio.to_thread(
+        curl, "-o", "/dev/null", "-w", "%{http_code}",
+        "-H", "Content-Type: application/json", "--data-binary", json.dumps(EVENT),
         f"http://127.0.0.1:{input_port}/",
-        stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    status, _ = await curl.communicate()
-    assert status == b"200"
-
-    async def counted() -> bool:
-        return sum((await scrape(metrics_port)).values()) == 1
-
-    await eventually(counted, message="the posted event on /metrics")
+    assert posted.stdout == "200"
+    await counted(metrics_port, 1, message="the posted event on /metrics")
 
 
 async def test_http_only_mode_loads_neither_grpc_nor_a_web_framework() -> None:
@@ -119,8 +113,7 @@ def without_uvloop(tmp_path: Path) -> dict[str, str]:
     without their wheels."""
     for name in ("uvloop", "orjson"):
         (tmp_path / f"{name}.py").write_text(f"raise ImportError('no {name} here')\n")
-    root = Path(__file__).resolve().parent.parent
-    return {"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"}
+    return {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
 
 
 async def test_without_uvloop_auto_falls_back_and_says_so(tmp_path: Path) -> None:

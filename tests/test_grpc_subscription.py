@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.app import Exporter
 from exporter.settings.choices import Transport
-from exporter.simulator.events import response_from_json
+from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter, client_flags, tls_of
 from tests.support import (
+    ExporterFor,
     Labels,
+    LogLines,
+    MakeExporter,
+    client_flags,
+    counted,
     eventually,
     fetch,
     labels,
+    publish_samples,
     response,
-    sample_documents,
     scrape,
+    tls_of,
     total_events,
 )
 
@@ -57,31 +62,22 @@ def expected_series(document: dict[str, Any]) -> Labels:
     )
 
 
-async def counted(exporter: Exporter, total: int, timeout: float = 15.0) -> None:
-    """Wait until the exporter's falco_events add up to `total` (a deadline, not a target)."""
-    port = exporter.main_http.port
-
-    async def check() -> bool:
-        return await total_events(port) == total
-
-    await eventually(check, timeout=timeout, message=f"sum(falco_events) == {total}")
-
-
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_sample_events_become_go_exporter_series(
-    falco: SimulatedFalco, exporter_for: Any, transport: str
+    falco: SimulatedFalco, exporter_for: ExporterFor, transport: str
 ) -> None:
     """Every sample event increments the series the Go exporter would have, exactly once."""
-    documents = sample_documents()
     exporter = await exporter_for(falco, transport=transport)
-    falco.publish(response_from_json(document) for document in documents)
+    documents = publish_samples(falco)
     await counted(exporter, len(documents))
 
     expected = collections.Counter(expected_series(document) for document in documents)
     assert await scrape(exporter.main_http.port) == {key: float(n) for key, n in expected.items()}
 
 
-async def test_odd_values_keep_their_labels(falco: SimulatedFalco, exporter_for: Any) -> None:
+async def test_odd_values_keep_their_labels(
+    falco: SimulatedFalco, exporter_for: ExporterFor
+) -> None:
     """Quotes, backslashes, newlines, non-ASCII, long and missing values survive to /metrics."""
     long_rule = "R" * 10_000
     falco.publish(
@@ -171,7 +167,7 @@ async def test_odd_values_keep_their_labels(falco: SimulatedFalco, exporter_for:
 
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_burst_of_50000_events_is_counted_exactly(
-    falco: SimulatedFalco, exporter_for: Any, transport: str
+    falco: SimulatedFalco, exporter_for: ExporterFor, transport: str
 ) -> None:
     """A backlog of 50,000 events is read through and every one is counted once."""
     pods = [f"pod-{n}" for n in range(50)]
@@ -188,7 +184,7 @@ async def test_burst_of_50000_events_is_counted_exactly(
 
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_message_with_invalid_utf8_is_skipped_and_counted(
-    falco: SimulatedFalco, exporter_for: Any, logs: Any, transport: str
+    falco: SimulatedFalco, exporter_for: ExporterFor, logs: LogLines, transport: str
 ) -> None:
     """An undecodable message costs itself only: neighbours counted, stream kept, error metric."""
     bad = response(fields={"k8s.pod.name": "pod-XXXX"}).SerializeToString()
@@ -211,7 +207,7 @@ async def test_message_with_invalid_utf8_is_skipped_and_counted(
 
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_falco_restart_reconnects_and_counts_every_delivered_event(
-    falco: SimulatedFalco, exporter_for: Any, certs: Any, transport: str
+    falco: SimulatedFalco, exporter_for: ExporterFor, certs: CertPaths, transport: str
 ) -> None:
     """Falco going away flips readiness to failing and back; counters only grow."""
     exporter = await exporter_for(falco, transport=transport)
@@ -248,7 +244,7 @@ async def _status(url: str, expected: int) -> bool:
 
 
 async def test_exporter_started_before_falco_connects_when_it_comes_up(
-    certs: Any, make_exporter: MakeExporter
+    certs: CertPaths, make_exporter: MakeExporter
 ) -> None:
     """Started with no Falco listening, the exporter keeps retrying and connects later."""
     falco = SimulatedFalco()
@@ -276,7 +272,7 @@ async def test_exporter_started_before_falco_connects_when_it_comes_up(
 
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_two_exporters_split_one_falcos_events(
-    falco: SimulatedFalco, exporter_for: Any, transport: str
+    falco: SimulatedFalco, exporter_for: ExporterFor, transport: str
 ) -> None:
     """Falco's queue is shared: two subscribers each get some events, together all of them."""
     first = await exporter_for(falco, transport=transport)
@@ -301,7 +297,7 @@ async def test_two_exporters_split_one_falcos_events(
     assert all(share > 0 for share in await sums())
 
 
-async def test_unix_socket_without_tls(tmp_path: Any, make_exporter: MakeExporter) -> None:
+async def test_unix_socket_without_tls(tmp_path: Path, make_exporter: MakeExporter) -> None:
     """Falco's default transport: a unix socket, no TLS; the target label is the socket URL."""
     socket = f"unix://{tmp_path}/falco.sock"
     falco = SimulatedFalco()
@@ -316,7 +312,9 @@ async def test_unix_socket_without_tls(tmp_path: Any, make_exporter: MakeExporte
         await falco.stop()
 
 
-async def test_falco_version_is_exported_as_info(certs: Any, make_exporter: MakeExporter) -> None:
+async def test_falco_version_is_exported_as_info(
+    certs: CertPaths, make_exporter: MakeExporter
+) -> None:
     """The version RPC's answer becomes falco_exporter_falco_version_info on connect."""
     falco = SimulatedFalco(version="0.41.0-100+334ca42")
     await falco.start("127.0.0.1:0", tls_of(certs))
@@ -338,7 +336,9 @@ async def test_falco_version_is_exported_as_info(certs: Any, make_exporter: Make
         await falco.stop()
 
 
-async def test_timeout_logs_loudly_but_never_exits(make_exporter: MakeExporter, logs: Any) -> None:
+async def test_timeout_logs_loudly_but_never_exits(
+    make_exporter: MakeExporter, logs: LogLines
+) -> None:
     """--timeout keeps the Go meaning only as an error line; the exporter keeps serving."""
     exporter = await make_exporter(client_socket="unix:///nonexistent/falco.sock", timeout="100ms")
     message = "not connected to Falco yet; still retrying"
@@ -350,7 +350,7 @@ async def test_timeout_logs_loudly_but_never_exits(make_exporter: MakeExporter, 
 
 
 async def test_k8smeta_fields_fill_the_pod_labels_over_grpc(
-    falco: SimulatedFalco, exporter_for: Callable[..., Awaitable[Exporter]]
+    falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
     """The k8smeta plugin's fields name the pod when k8s.* is absent; k8s.* wins otherwise."""
     exporter = await exporter_for(falco)

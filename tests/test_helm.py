@@ -19,12 +19,11 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from tests.support import find_tool
-from tests.test_deploy import KUBERNETES_VERSION, MEASURED_MIB, mebibytes
+from tests.support import REPO, find_tool
+from tests.support.deploy import KUBERNETES_VERSION, MEASURED_MIB, mebibytes
 
-REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "deploy" / "helm" / "falco-exporter"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = REPO / "tests" / "data"
 OUR_IMAGE = ["--set", "image.repository=falco-exporter", "--set", "image.tag=0.1.0"]
 CERTS = [
     "--set", "certs.client.crt=CLIENT-CERT", "--set", "certs.client.key=CLIENT-KEY",

@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import signal
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -16,21 +15,24 @@ from exporter.inputs.http.input import HttpInput
 from exporter.runtime.signals import stop_on_signals
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import LogLines, MakeExporter
 from tests.support import (
+    ExporterFor,
+    LogLines,
+    MakeExporter,
+    counted,
     eventually,
     fetch,
     input_of,
     parse_metrics,
     response,
     scrape,
-    total_events,
+    serving_flags,
 )
 from tests.support.raw_http import exchange
 
 
 async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
     """Content type 0.0.4; `# TYPE falco_events counter` names the same family, no _total."""
     falco.publish([response()])
@@ -62,7 +64,7 @@ async def test_metrics_is_text_format_0_0_4_with_a_typed_counter(
 
 
 async def test_probes_follow_the_connection(
-    falco: SimulatedFalco, exporter_for: Any, make_exporter: MakeExporter
+    falco: SimulatedFalco, exporter_for: ExporterFor, make_exporter: MakeExporter
 ) -> None:
     """Liveness is always OK; readiness is 503 without Falco and 200 with it, on both ports."""
     lonely = await make_exporter(client_socket="unix:///nonexistent/falco.sock")
@@ -121,16 +123,13 @@ async def test_signal_handlers_are_restored_after_the_block() -> None:
 
 
 async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
     """Prometheus asks for gzip and gets it; plain without the header; no version anywhere."""
     exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
     falco.publish([response()])
 
-    async def counted() -> bool:
-        return await total_events(exporter.main_http.port) == 1
-
-    await eventually(counted, message="one counted")
+    await counted(exporter, 1, message="one counted")
     url = f"http://127.0.0.1:{exporter.main_http.port}/metrics"
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.get(url, headers={"Accept-Encoding": "gzip"}) as answer:
@@ -152,15 +151,13 @@ async def test_metrics_are_gzipped_when_asked_and_no_answer_names_a_version(
 
 
 async def test_every_certificate_held_has_its_expiry_on_metrics(
-    falco: SimulatedFalco, exporter_for: Any, certs: CertPaths
+    falco: SimulatedFalco, exporter_for: ExporterFor, certs: CertPaths
 ) -> None:
     """Client, its CA, the HTTP input's: each role with its file's notAfter, as Unix time."""
     exporter = await exporter_for(
         falco,
         http_input_address="127.0.0.1:0",
-        http_input_cert=str(certs.server_cert),
-        http_input_key=str(certs.server_key),
-        http_input_ca=str(certs.ca),
+        **serving_flags(certs, "http_input"),
     )
     samples = await scrape(
         exporter.main_http.port, "falco_exporter_certificate_expiry_timestamp_seconds"

@@ -25,11 +25,9 @@ from hypothesis import strategies as st
 from exporter.app import Exporter
 from exporter.inputs.http.rejections import REASONS
 from exporter.settings.load import load_config
-from tests.support import parse_metrics
-from tests.test_http_input import EVENT
+from tests.support import EVENT, EVENT_BODY, parse_metrics
 
 ALLOWED = {200} | {reason.status for reason in REASONS if reason.status}
-GOOD = json.dumps(EVENT).encode()
 
 
 @dataclass
@@ -127,8 +125,8 @@ def accepted_in(body: bytes) -> int:
 
 
 bodies = st.one_of(
-    st.just(GOOD),
-    st.lists(st.just(GOOD), min_size=1, max_size=4).map(b"\n".join),
+    st.just(EVENT_BODY),
+    st.lists(st.just(EVENT_BODY), min_size=1, max_size=4).map(b"\n".join),
     st.binary(max_size=400),
     st.just(b"10:15:00.1: Warning Shell spawned (user=root)"),
     st.builds(lambda s: json.dumps({**EVENT, "rule": s}).encode(), st.text(max_size=50)),
@@ -207,7 +205,8 @@ def test_any_request_on_the_wire_gets_a_known_answer_and_counts_add_up(
     assert len(statuses) >= 4, f"the fuzzing reached too few answers: {statuses}"
     [(status, body)] = send(
         running_exporter.input_port,
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(GOOD), GOOD),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(EVENT_BODY), EVENT_BODY),
     )
     assert (status, accepted_in(body)) == (200, 1)
     with socket.create_connection(("127.0.0.1", running_exporter.metrics_port), timeout=10) as c:

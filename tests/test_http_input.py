@@ -4,39 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import io
 import json
-from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.app import Exporter
 from exporter.inputs.grpc.input import GrpcInput
-from exporter.simulator.events import response_from_json
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter
 from tests.support import (
-    eventually,
+    EVENT,
+    ExporterFor,
+    MakeExporter,
+    counted,
     fetch,
     has_input,
+    input_url,
     labels,
-    sample_documents,
+    ndjson,
+    post,
+    publish_samples,
     scrape,
     total_events,
 )
-
-EVENT: dict[str, Any] = {
-    "hostname": "worker-1",
-    "output": "A shell was spawned",
-    "priority": "Notice",
-    "rule": "Terminal shell in container",
-    "source": "syscall",
-    "tags": ["container", "shell"],
-    "time": "2026-11-27T10:15:02.123456789Z",
-    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1", "proc.tty": 34816},
-}
 
 
 @pytest.fixture
@@ -45,35 +36,16 @@ async def http_exporter(make_exporter: MakeExporter) -> Exporter:
     return await make_exporter(http_input_address="127.0.0.1:0")
 
 
-def input_url(exporter: Exporter, path: str = "/") -> str:
-    """Where Falco's http_output.url would point."""
-    return f"http://127.0.0.1:{exporter.ports['http_input']}{path}"
-
-
-async def post(url: str, body: bytes | str, **kwargs: Any) -> tuple[int, str]:
-    """POST a body; (status, text)."""
-    data = io.BytesIO(body.encode() if isinstance(body, str) else body)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=data, **kwargs) as response,
-    ):
-        return response.status, await response.text()
-
-
 async def test_same_alert_by_grpc_and_by_http_gives_identical_series(
-    falco: SimulatedFalco, exporter_for: Any, http_exporter: Exporter
+    falco: SimulatedFalco, exporter_for: ExporterFor, http_exporter: Exporter
 ) -> None:
     """Every sample event: the series from http_output equal those from gRPC, label by label."""
-    documents = sample_documents()
     by_grpc = await exporter_for(falco)
-    falco.publish(response_from_json(document) for document in documents)
+    documents = publish_samples(falco)
     posted = await post_events(input_url(http_exporter), documents, rate=0, loop=False)
     assert posted == len(documents)
 
-    async def grpc_counted() -> bool:
-        return await total_events(by_grpc.main_http.port) == len(documents)
-
-    await eventually(grpc_counted, message="every sample counted over gRPC")
+    await counted(by_grpc, len(documents), message="every sample counted over gRPC")
     grpc_series = await scrape(by_grpc.main_http.port)
     http_series = await scrape(http_exporter.main_http.port)
     assert sum(http_series.values()) == len(documents)
@@ -146,7 +118,7 @@ async def test_gzip_and_typed_fields_as_falco_sends_them(http_exporter: Exporter
         },
         {"rule": "Minimal", "priority": "Debug"},  # every optional key missing
     ]
-    body = gzip.compress("\n".join(json.dumps(d) for d in documents).encode())
+    body = gzip.compress(ndjson(documents).encode())
     status, _ = await post(input_url(http_exporter), body, headers={"Content-Encoding": "gzip"})
     assert status == 200
     series = await scrape(http_exporter.main_http.port)

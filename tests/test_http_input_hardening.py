@@ -8,9 +8,7 @@ line, and that the events that should count did, exactly, with the process still
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -20,12 +18,23 @@ from exporter.app import Exporter
 from exporter.inputs.http.input import HttpInput
 from exporter.inputs.http.rejections import REASONS, TEXT_OUTPUT_FIX
 from exporter.simulator.certs import CertPaths
-from tests.conftest import LogLines, MakeExporter, client_flags
-from tests.support import FakeClock, eventually, find_tool, input_of, scrape, total_events
+from tests.support import (
+    EVENT,
+    EVENT_BODY,
+    FakeClock,
+    LogLines,
+    MakeExporter,
+    client_flags,
+    curl,
+    eventually,
+    input_of,
+    input_url,
+    scrape,
+    total_events,
+)
+from tests.support.malformed import MALFORMED
 from tests.support.raw_http import exchange, post_request
-from tests.test_http_input import EVENT, input_url
 
-GOOD = json.dumps(EVENT).encode()
 TEXT_LINE = (
     b"10:15:00.123456789: Error Package management process launched in container "
     b"(user=root command=apt update container_id=5f0b2a1c9d3e)"
@@ -42,25 +51,16 @@ def input_port(exporter: Exporter) -> int:
     return exporter.ports["http_input"]
 
 
-async def curl(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run curl (libcurl, as Falco uses) off the event loop; skipped without it (not in CI)."""
-    command = find_tool("curl")
-    if command is None:
-        pytest.skip("curl is not installed")
-    return await asyncio.to_thread(
-        subprocess.run, [command, "-sS", *args], capture_output=True, text=True, timeout=30
-    )
-
-
 async def test_curl_as_falco_sends_it_is_counted_on_one_connection(
     make_exporter: MakeExporter, tmp_path: Path
 ) -> None:
     """Falco's headers, keep-alive and `TE: gzip` (compress_uploads): 200 and counted once each."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
     body = tmp_path / "event.json"
-    body.write_bytes(GOOD)
+    body.write_bytes(EVENT_BODY)
     url = input_url(exporter)
-    result = await curl(
+    result = await asyncio.to_thread(
+        curl,
         "-v",
         "-A",
         "falcosecurity/falco",
@@ -89,8 +89,8 @@ async def test_large_alert_through_expect_100_continue(
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
     body = tmp_path / "big.json"
     body.write_bytes(json.dumps({**EVENT, "output": "x" * 50_000}).encode())
-    result = await curl(
-        "-v", "-H", "Content-Type: application/json", "-H", "Expect: 100-continue",
+    result = await asyncio.to_thread(
+        curl, "-v", "-H", "Content-Type: application/json", "-H", "Expect: 100-continue",
         "--data-binary", f"@{body}",
         "-w", "%{http_code}", input_url(exporter),
     )  # fmt: skip
@@ -99,12 +99,18 @@ async def test_large_alert_through_expect_100_continue(
     assert await total_events(exporter.main_http.port) == 1
 
 
+@pytest.fixture
+async def on_a_clock(make_exporter: MakeExporter) -> tuple[FakeClock, Exporter]:
+    """An HTTP-only exporter reading a clock the test moves (its logs' rate limits)."""
+    clock = FakeClock()
+    return clock, await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
+
+
 async def test_falco_text_output_is_refused_with_the_fix_logged_once_a_minute(
-    make_exporter: MakeExporter, logs: LogLines
+    on_a_clock: tuple[FakeClock, Exporter], logs: LogLines
 ) -> None:
     """json_output: false: 400 naming the fix, counted, one error a minute with a count."""
-    clock = FakeClock()
-    exporter = await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
+    clock, exporter = on_a_clock
     port = input_port(exporter)
     text = {"Content-Type": "text/plain"}
     first = await exchange(port, post_request(TEXT_LINE, headers=text))
@@ -125,65 +131,6 @@ async def test_falco_text_output_is_refused_with_the_fix_logged_once_a_minute(
     assert await total_events(exporter.main_http.port) == 0
 
 
-DEEP = b"[" * 1_000_000
-DEEP_FIELDS = (
-    json.dumps({**EVENT, "output_fields": {}})
-    .encode()
-    .replace(
-        b'"output_fields": {}', b'"output_fields": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
-    )
-)
-MALFORMED: list[tuple[str, bytes, int, str]] = [
-    ("1 MB of [[[[", post_request(DEEP), 400, "not_json"),
-    ("deep nesting in output_fields", post_request(DEEP_FIELDS), 400, "not_json"),
-    (
-        "gzip declared, not gzip",
-        post_request(GOOD, headers={"Content-Encoding": "gzip"}),
-        400,
-        "bad_encoding",
-    ),
-    (
-        "truncated gzip",
-        post_request(gzip.compress(GOOD)[:-8], headers={"Content-Encoding": "gzip"}),
-        400,
-        "bad_encoding",
-    ),
-    ("brotli", post_request(GOOD, headers={"Content-Encoding": "br"}), 415, "unsupported_encoding"),
-    ("wrong path", post_request(GOOD, path="/api/v1/alerts"), 404, "path"),
-    ("GET", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method"),
-    (
-        "declared length shorter than the body",
-        post_request(GOOD, headers={"Content-Length": "10"}),
-        400,
-        "not_json+malformed_request",  # the rest of the body is read as the next request
-    ),
-    (
-        "garbage",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
-        400,
-        "malformed_request",
-    ),
-    (
-        "two lengths",
-        post_request(GOOD, headers={"Content-Length": f"{len(GOOD)}\r\nContent-Length: 3"}),
-        400,
-        "malformed_request",
-    ),
-    (
-        "declared body over the limit",
-        post_request(b"{}", headers={"Content-Length": "99999999"}),
-        413,
-        "too_large",
-    ),
-    (
-        "gzip bomb",
-        post_request(gzip.compress(b" " * 5_000_000), headers={"Content-Encoding": "gzip"}),
-        413,
-        "too_large",
-    ),
-]
-
-
 @pytest.mark.parametrize(
     ("data", "status", "reason"),
     [case[1:] for case in MALFORMED],
@@ -195,10 +142,10 @@ async def test_each_malformed_request_is_a_counted_4xx_and_nothing_else_is_lost(
     """Its own 4xx and reason; the good POSTs before and after it count, exactly."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
     port = input_port(exporter)
-    assert (await exchange(port, post_request(GOOD))).status == 200
+    assert (await exchange(port, post_request(EVENT_BODY))).status == 200
     answer = await exchange(port, data)
     assert answer.status == status, answer
-    assert (await exchange(port, post_request(GOOD))).status == 200
+    assert (await exchange(port, post_request(EVENT_BODY))).status == 200
     counts = await rejected(exporter)
     assert {r: c for r, c in counts.items() if c} == dict.fromkeys(reason.split("+"), 1.0)
     assert await total_events(exporter.main_http.port) == 2
@@ -212,18 +159,18 @@ async def test_slow_clients_get_408_and_lose_their_connection(make_exporter: Mak
     port = input_port(exporter)
     stuck_headers = await exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le")
     assert (stuck_headers.status, stuck_headers.closed) == (408, True)
-    short_body = post_request(GOOD, headers={"Content-Length": str(len(GOOD) + 10)})
+    short_body = post_request(EVENT_BODY, headers={"Content-Length": str(len(EVENT_BODY) + 10)})
     stuck_body = await exchange(port, short_body)
     assert (stuck_body.status, stuck_body.closed) == (408, True)
     assert (await rejected(exporter))["timeout"] == 2
-    assert (await exchange(port, post_request(GOOD))).status == 200
+    assert (await exchange(port, post_request(EVENT_BODY))).status == 200
     assert await total_events(exporter.main_http.port) == 1
 
 
 async def test_sender_leaving_mid_body_is_counted_incomplete(make_exporter: MakeExporter) -> None:
     """A connection closed halfway through a request: nothing counted, `incomplete` is."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    await exchange(input_port(exporter), post_request(GOOD)[:-5], close_after_send=True)
+    await exchange(input_port(exporter), post_request(EVENT_BODY)[:-5], close_after_send=True)
 
     async def counted() -> bool:
         return (await rejected(exporter))["incomplete"] == 1
@@ -239,15 +186,14 @@ async def test_every_reason_is_a_series_at_zero_from_start_up(make_exporter: Mak
 
 
 async def test_rejections_are_logged_once_a_minute_per_reason(
-    make_exporter: MakeExporter, logs: LogLines
+    on_a_clock: tuple[FakeClock, Exporter], logs: LogLines
 ) -> None:
     """A flood of bad POSTs is one warning per reason per minute, carrying the count."""
-    clock = FakeClock()
-    exporter = await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
+    clock, exporter = on_a_clock
     port = input_port(exporter)
     for _ in range(30):
         await exchange(port, post_request(b"nope"))
-        await exchange(port, post_request(GOOD, path="/wrong"))
+        await exchange(port, post_request(EVENT_BODY, path="/wrong"))
     warnings = logs.matching("refused a POST from Falco")
     assert sorted(w["reason"] for w in warnings) == ["not_json", "path"]
     clock.now += 60
@@ -308,7 +254,7 @@ async def test_two_replicas_round_robin_lose_nothing_while_one_restarts(
             for attempt in range(len(urls)):
                 url = urls[(number + offset + attempt) % len(urls)]
                 try:
-                    async with session.post(url, data=GOOD) as response:
+                    async with session.post(url, data=EVENT_BODY) as response:
                         accepted += response.status == 200
                         break
                 except aiohttp.ClientConnectionError:

@@ -24,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import FALCO_JSON_EVENT
+from tests.support import EVENT, REPO, curl
 
-REPO = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/falco-exporter:test"
 FALLBACK_BASE = "localhost/falco-exporter-base:bookworm-python3.11"
 
@@ -203,13 +202,13 @@ def test_image_serves_counts_and_stops_on_sigterm_read_only(image: Built) -> Non
                 [root_mount] = [m.split() for m in mounts.splitlines() if m.split()[4] == "/"]
                 assert "ro" in root_mount[5].split(",")  # its root filesystem is read-only
                 posted = curl(
-                    "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                    "-o", "/dev/null", "-w", "%{http_code}",
                     "-H", "Content-Type: application/json",
-                    "--data-binary", json.dumps(FALCO_JSON_EVENT),
+                    "--data-binary", json.dumps(EVENT),
                     f"http://127.0.0.1:{ports['http_input_port']}/",
-                )  # fmt: skip
+                ).stdout  # fmt: skip
                 assert posted == "200"
-                metrics = curl("-sS", f"http://127.0.0.1:{ports['metrics_port']}/metrics")
+                metrics = curl(f"http://127.0.0.1:{ports['metrics_port']}/metrics").stdout
                 [sample] = [
                     line for line in metrics.splitlines() if line.startswith("falco_events{")
                 ]
@@ -245,12 +244,3 @@ def serving_ports(process: subprocess.Popen[str]) -> dict[str, int]:
             assert str(started.get("json_parser")).startswith("orjson "), started
             return {key: int(record[key]) for key in ("metrics_port", "http_input_port")}
     raise AssertionError("no 'serving HTTP' within 30 s")
-
-
-def curl(*args: str) -> str:
-    """curl's output; fails the test on a transport error."""
-    result = subprocess.run(
-        ["curl", "--max-time", "10", *args], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from html import unescape
 from pathlib import Path
@@ -22,10 +20,21 @@ import pytest
 from exporter.core.counter import EventCounter
 from exporter.core.event import FalcoEvent
 from exporter.serve.live import MINUTES, LiveView
-from tests.conftest import LogLines, MakeExporter
-from tests.support import REPO, FakeClock, browser, eventually, fetch, scrape
-from tests.test_http_input import EVENT, input_url, post
-from tests.test_process import LOCAL_PORTS, Process, running
+from tests.support import (
+    EVENT,
+    REPO,
+    FakeClock,
+    LogLines,
+    MakeExporter,
+    browser,
+    eventually,
+    fetch,
+    input_url,
+    post,
+    scrape,
+)
+from tests.support.png import first_row, png_header
+from tests.support.processes import LOCAL_PORTS, Process, running
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
 POD = "nginx-7854ff8877-x2x9q"
@@ -33,15 +42,6 @@ RULE = "DetectCurlCommandExecution"
 
 
 UPDATED = "document.getElementById('live').hasAttribute('data-updated')"
-
-
-async def browse(url: str, **options: Any) -> browser.Page:
-    """The page as headless chromium shows it; skipped without chromium (CI does not allow)."""
-    try:
-        browser.find_chromium()
-    except RuntimeError as error:
-        pytest.skip(str(error))
-    return await browser.load(url, **options)
 
 
 @pytest.fixture
@@ -74,30 +74,14 @@ def cells(dom: str, rule: str, pod: str) -> list[str] | None:
     return None
 
 
-def png_size_and_corner(path: Path) -> tuple[int, int, tuple[int, int, int]]:
-    """Width, height and the top-left pixel's colour of a PNG (8-bit RGB or RGBA)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height, depth, kind = struct.unpack(">IIBB", data[16:26])
-    assert depth == 8
-    assert kind in (2, 6)
-    chunks, position = b"", 8
-    while position < len(data):
-        length, name = struct.unpack(">I4s", data[position : position + 8])
-        if name == b"IDAT":
-            chunks += data[position + 8 : position + 8 + length]
-        position += 12 + length
-    first_row = zlib.decompress(chunks)[1:4]  # filter byte, then the first pixel
-    return width, height, (first_row[0], first_row[1], first_row[2])
-
-
+@pytest.mark.usefixtures("chromium")
 async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
     demo: tuple[Process, int],
 ) -> None:
     """After its first update: the chart drawn, the curl row for the nginx pod, same count."""
     _, port = demo
     url = f"http://127.0.0.1:{port}/"
-    dom = (await browse(url, until=UPDATED)).dom
+    dom = (await browser.load(url, until=UPDATED)).dom
     assert re.search(r'<main id="live"[^>]*data-updated="[0-9.]+"', dom), "no update ran"
     chart = re.search(r'<svg id="chart"[^>]*data-total="(\d+)" data-bars="(\d+)"', dom)
     assert chart is not None
@@ -119,16 +103,18 @@ async def test_the_page_shows_the_walkthrough_as_metrics_count_it(
     assert "a:focus" in dom
 
 
+@pytest.mark.usefixtures("chromium")
 async def test_the_page_works_without_javascript(demo: tuple[Process, int]) -> None:
     """Scripts off: the server-rendered chart and table say the same, and it reloads itself."""
     _, port = demo
-    dom = (await browse(f"http://127.0.0.1:{port}/", scripts=False)).dom
+    dom = (await browser.load(f"http://127.0.0.1:{port}/", scripts=False)).dom
     assert not re.search(r'<main id="live"[^>]*data-updated=', dom)  # no script ran
     assert cells(dom, RULE, POD) is not None
     assert '<meta http-equiv="refresh" content="30">' in dom
     assert re.search(r'<svg id="chart"[^>]*data-bars="[1-9]', dom)
 
 
+@pytest.mark.usefixtures("chromium")
 @pytest.mark.parametrize(
     ("name", "size", "dark"),
     [("narrow", (390, 844), False), ("wide", (1366, 900), False), ("wide-dark", (1366, 900), True)],
@@ -141,11 +127,13 @@ async def test_screenshots_at_narrow_and_wide_sizes_light_and_dark(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"live-page-{name}.png"
     shot.unlink(missing_ok=True)
-    page = await browse(
+    page = await browser.load(
         f"http://127.0.0.1:{port}/", window=size, dark=dark, screenshot=True, until=UPDATED
     )
     shot.write_bytes(page.screenshot)
-    width, height, corner = png_size_and_corner(shot)
+    saved = shot.read_bytes()
+    width, height, _, _ = png_header(saved)
+    corner = first_row(saved)[0]
     assert (width, height) == size
     assert (sum(corner) < 120) if dark else (sum(corner) > 600), corner
 

@@ -14,8 +14,15 @@ from typing import Any
 
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter, client_flags
-from tests.support import eventually, fetch, response, total_events
+from tests.support import (
+    MakeExporter,
+    client_flags,
+    counted,
+    eventually,
+    fetch,
+    response,
+    total_events,
+)
 from tests.support.faults import FaultProxy
 
 BACKLOG = int(os.environ.get("BACKLOG_EVENTS", "200000"))
@@ -97,61 +104,52 @@ def open_files() -> int:
 
 
 async def test_soak_with_cuts_and_scrapes_stays_exact_and_flat(
-    falco: SimulatedFalco, certs: CertPaths, make_exporter: MakeExporter
+    falco: SimulatedFalco, proxy: FaultProxy, certs: CertPaths, make_exporter: MakeExporter
 ) -> None:
     """Steady events, a reset every 2 s, scrapes throughout: exact, no growth of resources."""
-    host, upstream = falco.address.rsplit(":", 1)
-    proxy = FaultProxy(host, int(upstream))
-    await proxy.start()
-    try:
-        exporter = await make_exporter(**client_flags(certs, f"127.0.0.1:{proxy.port}"))
-        port = exporter.main_http.port
+    exporter = await make_exporter(**client_flags(certs, f"127.0.0.1:{proxy.port}"))
+    port = exporter.main_http.port
 
-        async def exact() -> bool:
-            return await total_events(port) == falco.delivered
+    async def cut_while_quiet() -> None:
+        falco.hold()
+        await counted(port, lambda: falco.delivered, message="everything delivered is counted")
+        before = proxy.connections
+        proxy.cut()
+        falco.release()
+        await eventually(lambda: proxy.connections > before, message="reconnected")
 
-        async def cut_while_quiet() -> None:
-            falco.hold()
-            await eventually(exact, message="everything delivered is counted")
-            before = proxy.connections
-            proxy.cut()
-            falco.release()
-            await eventually(lambda: proxy.connections > before, message="reconnected")
-
-        falco.publish(response() for _ in range(100))
-        await cut_while_quiet()  # warm up every code path before taking the baseline
-        gc.collect()
-        baseline = (
-            exporter_tasks(),
-            threading.active_count(),
-            open_files(),
-            rss_mib(os.getpid()),
-        )
-        loop = asyncio.get_running_loop()
-        end, next_cut = loop.time() + SOAK_SECONDS, loop.time() + 2
-        while loop.time() < end:
-            falco.publish(response(fields={"k8s.pod.name": f"pod-{n % 50}"}) for n in range(50))
-            status, _, _ = await fetch(f"http://127.0.0.1:{port}/metrics")
-            assert status == 200
-            if loop.time() >= next_cut:
-                await cut_while_quiet()
-                next_cut = loop.time() + 2
-            await asyncio.sleep(0.05)  # the event source's pace, not a wait for a condition
-        await eventually(lambda: falco.queued == 0, message="queue drained")
-        await eventually(exact, message="every delivered event counted once")
-        assert proxy.connections >= SOAK_SECONDS // 2
-        gc.collect()
-        tasks, threads, files, memory = (
-            exporter_tasks(),
-            threading.active_count(),
-            open_files(),
-            rss_mib(os.getpid()),
-        )
-        assert tasks == baseline[0]
-        # Pools (asyncio's executor, gRPC's) may grow by a thread or two; a leak would add
-        # one for every one of the cuts.
-        assert threads <= baseline[1] + 2
-        assert files <= baseline[2] + 4
-        assert memory - baseline[3] < 30  # MiB, over the whole soak
-    finally:
-        await proxy.stop()
+    falco.publish(response() for _ in range(100))
+    await cut_while_quiet()  # warm up every code path before taking the baseline
+    gc.collect()
+    baseline = (
+        exporter_tasks(),
+        threading.active_count(),
+        open_files(),
+        rss_mib(os.getpid()),
+    )
+    loop = asyncio.get_running_loop()
+    end, next_cut = loop.time() + SOAK_SECONDS, loop.time() + 2
+    while loop.time() < end:
+        falco.publish(response(fields={"k8s.pod.name": f"pod-{n % 50}"}) for n in range(50))
+        status, _, _ = await fetch(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        if loop.time() >= next_cut:
+            await cut_while_quiet()
+            next_cut = loop.time() + 2
+        await asyncio.sleep(0.05)  # the event source's pace, not a wait for a condition
+    await eventually(lambda: falco.queued == 0, message="queue drained")
+    await counted(port, lambda: falco.delivered, message="every delivered event counted once")
+    assert proxy.connections >= SOAK_SECONDS // 2
+    gc.collect()
+    tasks, threads, files, memory = (
+        exporter_tasks(),
+        threading.active_count(),
+        open_files(),
+        rss_mib(os.getpid()),
+    )
+    assert tasks == baseline[0]
+    # Pools (asyncio's executor, gRPC's) may grow by a thread or two; a leak would add
+    # one for every one of the cuts.
+    assert threads <= baseline[1] + 2
+    assert files <= baseline[2] + 4
+    assert memory - baseline[3] < 30  # MiB, over the whole soak

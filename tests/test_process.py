@@ -6,56 +6,13 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from exporter.simulator.certs import CertPaths
 from tests.support import eventually, fetch, scrape
-
-
-class Process:
-    """A child process whose stdout is JSON log lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.records: list[dict[str, Any]] = []
-
-    async def wait_for_log(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Read log lines until one whose message is `event`."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise AssertionError(f"process ended before logging {event!r}")
-                record: dict[str, Any] = json.loads(line)
-                self.records.append(record)
-                if record.get("event") == event:
-                    return record
-
-
-@asynccontextmanager
-async def running(*args: str) -> AsyncIterator[Process]:
-    """Start `python -m exporter ARGS`; kill it if the test did not stop it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield Process(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-LOCAL_PORTS = ("--listen-address", "127.0.0.1:0", "--probes-listen-address", "127.0.0.1:0")
+from tests.support.malformed import MALFORMED
+from tests.support.processes import LOCAL_PORTS, running
+from tests.support.raw_http import exchange
 
 
 async def test_sigterm_exits_0_within_5_seconds() -> None:
@@ -178,9 +135,6 @@ async def test_second_signal_exits_at_once() -> None:
 
 async def test_malformed_posts_leave_stderr_empty_and_stdout_json() -> None:
     """Every malformed request of the hardening tests: the log stays JSON, stderr silent."""
-    from tests.support.raw_http import exchange
-    from tests.test_http_input_hardening import MALFORMED
-
     async with running(
         "--http-input-address", "127.0.0.1:0", *LOCAL_PORTS, "--log-format", "json"
     ) as exporter:

@@ -11,19 +11,27 @@ import collections
 import json
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from exporter.app import Exporter
-from exporter.simulator.events import response_from_json
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
-from tests.support import REPO, eventually, fetch, response, sample_documents, total_events
+from tests.support import (
+    REPO,
+    ExporterFor,
+    MakeExporter,
+    counted,
+    eventually,
+    fetch,
+    input_url,
+    publish_samples,
+    response,
+    sample_documents,
+)
+from tests.support.prometheus import Prometheus, PrometheusFor
 
 if not (shutil.which("prometheus") and shutil.which("promtool")):
     if os.environ.get("REQUIRE_PROMETHEUS"):
@@ -35,79 +43,8 @@ pytestmark = pytest.mark.prometheus
 WALKTHROUGH_POD = "nginx-7854ff8877-x2x9q"
 
 
-def free_port() -> int:
-    """A port free right now on loopback (Prometheus cannot report one it chose itself)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Prometheus:
-    """A Prometheus server process scraping one target and evaluating rules every second."""
-
-    def __init__(self, workdir: Path, target_port: int, extra_config: str = "") -> None:
-        """`extra_config` is appended to prometheus.yml (rule files, Alertmanagers)."""
-        self.workdir = workdir
-        self.target_port = target_port
-        self.extra_config = extra_config
-        self.port = 0
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Write the config and start; wait until /-/ready answers 200."""
-        config = self.workdir / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: falco-exporter\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{self.target_port}']\n" + self.extra_config
-        )
-        self.port = free_port()
-        with (self.workdir / "prometheus.log").open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-
-        async def ready() -> bool:
-            assert self.process is not None
-            if self.process.returncode is not None:
-                log = (self.workdir / "prometheus.log").read_text()
-                raise AssertionError(f"prometheus exited:\n{log[-2000:]}")
-            try:
-                return (await fetch(f"{self.url}/-/ready"))[0] == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(ready, timeout=60, interval=0.1, message="Prometheus ready")
-
-    @property
-    def url(self) -> str:
-        """Base URL of the HTTP API."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def api(self, path: str, **params: str) -> Any:
-        """GET an API path; the `data` of a successful answer."""
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.url}{path}", params=params) as response,
-        ):
-            body = await response.json()
-        assert body["status"] == "success", body
-        return body["data"]
-
-    async def stop(self) -> None:
-        """Terminate and reap."""
-        if self.process and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-
-
 @pytest.fixture
-async def prometheus_for(tmp_path: Path) -> AsyncIterator[Any]:
+async def prometheus_for(tmp_path: Path) -> AsyncIterator[PrometheusFor]:
     """Start a Prometheus that scrapes a given exporter."""
     servers: list[Prometheus] = []
 
@@ -123,17 +60,13 @@ async def prometheus_for(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 async def test_prometheus_queries_falco_events_by_pod(
-    falco: SimulatedFalco, exporter_for: Any, prometheus_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor, prometheus_for: PrometheusFor
 ) -> None:
     """What a user types in Grafana's Explore view returns the expected counts and type."""
-    documents = sample_documents()
     exporter = await exporter_for(falco)
-    falco.publish(response_from_json(document) for document in documents)
+    documents = publish_samples(falco)
 
-    async def all_counted() -> bool:
-        return await total_events(exporter.main_http.port) == len(documents)
-
-    await eventually(all_counted, message="every sample counted")
+    await counted(exporter, len(documents), message="every sample counted")
     prometheus = await prometheus_for(exporter)
 
     expected: collections.Counter[str] = collections.Counter(
@@ -177,17 +110,14 @@ async def test_prometheus_queries_falco_events_by_pod(
 
 
 async def test_promtool_finds_nothing_but_the_go_name(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
     """`promtool check metrics`: only the remark that falco_events lacks `_total`, by design."""
     exporter = await exporter_for(falco)
-    falco.publish(response_from_json(document) for document in sample_documents())
+    documents = publish_samples(falco)
     url = f"http://127.0.0.1:{exporter.main_http.port}/metrics"
 
-    async def counted() -> bool:
-        return await total_events(exporter.main_http.port) == len(sample_documents())
-
-    await eventually(counted, message="every sample counted")
+    await counted(exporter, len(documents), message="every sample counted")
     _, body, _ = await fetch(url)
     promtool = await asyncio.create_subprocess_exec(
         "promtool",
@@ -203,13 +133,12 @@ async def test_promtool_finds_nothing_but_the_go_name(
 
 
 async def test_prometheus_sees_events_that_arrived_by_http(
-    make_exporter: Any, prometheus_for: Any
+    make_exporter: MakeExporter, prometheus_for: PrometheusFor
 ) -> None:
     """Falco 0.44+: alerts POSTed to the HTTP input are queryable in Prometheus the same way."""
     documents = sample_documents()
     exporter = await make_exporter(http_input_address="127.0.0.1:0")
-    url = f"http://127.0.0.1:{exporter.ports['http_input']}/"
-    assert await post_events(url, documents, rate=0, loop=False) == len(documents)
+    assert await post_events(input_url(exporter), documents, rate=0, loop=False) == len(documents)
     prometheus = await prometheus_for(exporter)
     expected = sum(
         1
@@ -255,7 +184,7 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 
 
 async def test_every_dashboard_query_runs_against_prometheus(
-    falco: SimulatedFalco, exporter_for: Any, prometheus_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor, prometheus_for: PrometheusFor
 ) -> None:
     """Each panel's PromQL returns data on a Prometheus scraping an exporter in both modes.
 
@@ -263,7 +192,7 @@ async def test_every_dashboard_query_runs_against_prometheus(
     must return at least one sample.
     """
     exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
-    falco.publish(response_from_json(document) for document in sample_documents())
+    publish_samples(falco)
     prometheus = await prometheus_for(exporter)
 
     async def scraped_twice() -> bool:

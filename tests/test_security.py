@@ -19,8 +19,20 @@ import pytest
 from exporter.cli import main
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import SimulatedFalco
-from tests.conftest import MakeExporter, client_flags
-from tests.support import eventually, expired, fetch, response, scrape, total_events
+from tests.support import (
+    ExporterFor,
+    LogLines,
+    MakeExporter,
+    client_flags,
+    counted,
+    eventually,
+    expired,
+    fetch,
+    response,
+    scrape,
+    serving_flags,
+    total_events,
+)
 
 
 def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -58,9 +70,7 @@ async def test_metrics_refuses_scrapers_without_a_valid_certificate(
     """No certificate, another CA's, or an expired one: refused. The right one: served."""
     exporter = await make_exporter(
         client_socket="unix:///nonexistent/falco.sock",
-        server_cert=str(certs.server_cert),
-        server_key=str(certs.server_key),
-        server_ca=str(certs.ca),
+        **serving_flags(certs),
     )
     url = f"https://localhost:{exporter.main_http.port}/metrics"
     assert (
@@ -82,9 +92,7 @@ async def test_http_input_refuses_senders_without_a_valid_certificate(
     }
     exporter = await make_exporter(
         http_input_address="127.0.0.1:0",
-        http_input_cert=str(certs.server_cert),
-        http_input_key=str(certs.server_key),
-        http_input_ca=str(certs.ca),
+        **serving_flags(certs, "http_input"),
     )
     url = f"https://localhost:{exporter.ports['http_input']}/"
     body = json.dumps({"rule": "r", "priority": "Notice"})
@@ -106,7 +114,7 @@ async def test_http_input_refuses_senders_without_a_valid_certificate(
 
 
 async def test_alert_text_and_unconfigured_fields_never_reach_metrics(
-    falco: SimulatedFalco, exporter_for: Any
+    falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
     """Secrets in `output` or in fields nobody configured as labels stay out of /metrics."""
     message = response(
@@ -120,10 +128,7 @@ async def test_alert_text_and_unconfigured_fields_never_reach_metrics(
     falco.publish([message])
     exporter = await exporter_for(falco)
 
-    async def counted() -> bool:
-        return await total_events(exporter.main_http.port) == 1
-
-    await eventually(counted, message="the event counted")
+    await counted(exporter, 1, message="the event counted")
     _, body, _ = await fetch(f"http://127.0.0.1:{exporter.main_http.port}/metrics")
     for secret in ("hunter2", "shadow-secret", "s3cr3t"):
         assert secret not in body
@@ -131,25 +136,23 @@ async def test_alert_text_and_unconfigured_fields_never_reach_metrics(
 
 
 async def test_keys_and_certificates_are_never_logged(
-    falco: SimulatedFalco, certs: CertPaths, make_exporter: MakeExporter, logs: Any
+    falco: SimulatedFalco, certs: CertPaths, make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """Debug logs of a TLS-everywhere exporter hold paths at most, never PEM contents."""
     exporter = await make_exporter(
         **client_flags(certs, falco.address),
         log_level="debug",
-        server_cert=str(certs.server_cert),
-        server_key=str(certs.server_key),
-        server_ca=str(certs.ca),
+        **serving_flags(certs),
         certificate_check_interval="100ms",
     )
     falco.publish([response()])
     context = client_context(certs.ca, certs.client_cert, certs.client_key)
 
-    async def counted() -> bool:
+    async def served_over_tls() -> bool:
         _, body, _ = await fetch(f"https://localhost:{exporter.main_http.port}/metrics", context)
         return "\nfalco_events{" in body
 
-    await eventually(counted, message="counted over TLS")
+    await eventually(served_over_tls, message="counted over TLS")
     text = "\n".join(json.dumps(record) for record in logs.records())
     assert "starting" in text or "connected to Falco" in text
     for path in (certs.client_key, certs.server_key, certs.client_cert, certs.ca):
@@ -227,10 +230,7 @@ async def test_runs_as_non_root_without_writing_anywhere(
         falco.publish(response() for _ in range(5))
         metrics = port_line["metrics_port"]
 
-        async def counted() -> bool:
-            return await total_events(metrics) == 5
-
-        await eventually(counted, message="counted as a non-root user")
+        await counted(metrics, 5, message="counted as a non-root user")
         assert (await scrape(metrics, "falco_exporter_connected")) != {}
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(5):

@@ -5,19 +5,29 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from exporter.inputs.grpc.input import GrpcInput
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
-from tests.conftest import MakeExporter, tls_of
-from tests.support import eventually, fetch, input_of, response, scrape, total_events
+from tests.support import (
+    Falcos,
+    LogLines,
+    MakeExporter,
+    counted,
+    eventually,
+    fetch,
+    input_of,
+    response,
+    scrape,
+    sum_by,
+    tls_of,
+)
 
 
 @pytest.fixture
-async def falcos(certs: CertPaths) -> AsyncIterator[Any]:
+async def falcos(certs: CertPaths) -> AsyncIterator[Falcos]:
     """Start simulated Falcos on demand, each with its own hostname; stop them all after."""
     started: list[SimulatedFalco] = []
 
@@ -48,17 +58,8 @@ def localhost(falco: SimulatedFalco) -> str:
     return f"localhost:{falco.address.rsplit(':', 1)[1]}"
 
 
-async def by_hostname(port: int) -> dict[str, float]:
-    """sum by (hostname) (falco_events)."""
-    sums: dict[str, float] = {}
-    for key, value in (await scrape(port)).items():
-        host = dict(key)["hostname"]
-        sums[host] = sums.get(host, 0) + value
-    return sums
-
-
 async def test_three_static_targets_count_every_falco(
-    certs: CertPaths, falcos: Any, make_exporter: MakeExporter
+    certs: CertPaths, falcos: Falcos, make_exporter: MakeExporter
 ) -> None:
     """One exporter, three Falcos: every event of each, labelled with its Falco's hostname."""
     three = await falcos(3)
@@ -74,7 +75,7 @@ async def test_three_static_targets_count_every_falco(
     port = exporter.main_http.port
 
     async def all_counted() -> bool:
-        return await by_hostname(port) == {"node-0": 10.0, "node-1": 20.0, "node-2": 30.0}
+        return await sum_by(port, "hostname") == {"node-0": 10.0, "node-1": 20.0, "node-2": 30.0}
 
     await eventually(all_counted, message="10, 20 and 30 events by hostname")
     received = await scrape(port, "falco_exporter_events_received")
@@ -82,7 +83,7 @@ async def test_three_static_targets_count_every_falco(
 
 
 async def test_a_target_named_twice_is_subscribed_once(
-    certs: CertPaths, falcos: Any, make_exporter: MakeExporter
+    certs: CertPaths, falcos: Falcos, make_exporter: MakeExporter
 ) -> None:
     """The same address given twice (in any case, by flag and by list) is one subscription."""
     [falco] = await falcos(1)
@@ -97,17 +98,14 @@ async def test_a_target_named_twice_is_subscribed_once(
     assert input_of(exporter, GrpcInput).target_names() == {name}
     falco.publish(response() for _ in range(5))
 
-    async def five() -> bool:
-        return await total_events(exporter.main_http.port) == 5
-
-    await eventually(five, message="five events, counted once")
+    await counted(exporter, 5, message="five events, counted once")
     _, body, _ = await fetch(f"http://127.0.0.1:{exporter.probes_http.port}/readiness")
     assert body.splitlines()[1:] == [f"{name} connected"]
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("any", 200), ("all", 503)])
 async def test_readiness_policy(
-    certs: CertPaths, falcos: Any, make_exporter: MakeExporter, policy: str, expected: int
+    certs: CertPaths, falcos: Falcos, make_exporter: MakeExporter, policy: str, expected: int
 ) -> None:
     """One of two targets down: ready with --ready-when any, not with all; the body says which."""
     [up, down] = await falcos(2)
@@ -132,7 +130,7 @@ async def test_readiness_policy(
 
 
 async def test_fifty_targets_every_event_counted(
-    certs: CertPaths, falcos: Any, make_exporter: MakeExporter
+    certs: CertPaths, falcos: Falcos, make_exporter: MakeExporter
 ) -> None:
     """Fifty Falcos behind one exporter: 20 events each, all 1,000 counted by hostname."""
     fifty = await falcos(50)
@@ -141,11 +139,8 @@ async def test_fifty_targets_every_event_counted(
     exporter = await make_exporter(**tcp_flags(certs, targets=[localhost(f) for f in fifty]))
     port = exporter.main_http.port
 
-    async def all_counted() -> bool:
-        return await total_events(port) == 1000
-
-    await eventually(all_counted, timeout=60, message="1,000 events from 50 Falcos")
-    assert await by_hostname(port) == {f"node-{n}": 20.0 for n in range(50)}
+    await counted(port, 1000, timeout=60, message="1,000 events from 50 Falcos")
+    assert await sum_by(port, "hostname") == {f"node-{n}": 20.0 for n in range(50)}
 
 
 class SecretVolume:
@@ -187,7 +182,7 @@ async def test_rotated_client_certificate_is_used_without_restart(
     test_ca: CertificateAuthority,
     tmp_path: Path,
     make_exporter: MakeExporter,
-    logs: Any,
+    logs: LogLines,
 ) -> None:
     """A Secret update (symlink swap) makes the exporter reconnect with the new certificate."""
     volume = SecretVolume(tmp_path / "secret")
@@ -201,10 +196,7 @@ async def test_rotated_client_certificate_is_used_without_restart(
         falco.publish(response() for _ in range(100))
         port = exporter.main_http.port
 
-        async def counted(total: int) -> bool:
-            return await total_events(port) == total
-
-        await eventually(lambda: counted(100), message="100 before rotation")
+        await counted(port, 100, message="100 before rotation")
         assert falco.client_names == ["falco-exporter"]
 
         renewed = write_cert_set(
@@ -218,7 +210,7 @@ async def test_rotated_client_certificate_is_used_without_restart(
             message="Falco sees the renewed certificate",
         )
         falco.publish(response() for _ in range(100))
-        await eventually(lambda: counted(200), message="200 after rotation")
+        await counted(port, 200, message="200 after rotation")
         assert logs.matching("client certificate files changed; reconnecting every target")
     finally:
         await falco.stop()
@@ -239,16 +231,13 @@ async def test_new_ca_and_falco_restart_counts_on(
         port = exporter.main_http.port
         falco.publish(response() for _ in range(50))
 
-        async def counted(total: int) -> bool:
-            return await total_events(port) == total
-
-        await eventually(lambda: counted(50), message="50 with the old CA")
+        await counted(port, 50, message="50 with the old CA")
         await falco.stop()
         fresh = write_cert_set(tmp_path / "fresh", CertificateAuthority("rotated CA"))
         await falco.start(address, ServerTls(fresh.server_cert, fresh.server_key, fresh.ca))
         volume.publish(fresh)
         falco.publish(response() for _ in range(50))
-        await eventually(lambda: counted(100), message="100 after the new CA")
+        await counted(port, 100, message="100 after the new CA")
         assert input_of(exporter, GrpcInput).target_names() == {localhost(falco)}
     finally:
         await falco.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,11 +15,21 @@ from exporter.simulator.certs import (
     write_public,
 )
 from exporter.simulator.server import ServerTls, SimulatedFalco
-from tests.conftest import MakeExporter, client_flags, tls_of
-from tests.support import eventually, expired, fetch, response, scrape, total_events
+from tests.support import (
+    LogLines,
+    MakeExporter,
+    client_flags,
+    counted,
+    eventually,
+    expired,
+    fetch,
+    response,
+    scrape,
+    tls_of,
+)
 
 
-async def failure_detail(logs: Any, port: int, text: str) -> None:
+async def failure_detail(logs: LogLines, port: int, text: str) -> None:
     """Wait for a 'cannot connect' log line whose detail contains `text`, twice (retrying)."""
 
     def logged_twice() -> bool:
@@ -57,7 +66,7 @@ async def test_certificates_from_another_ca(
     certs: CertPaths,
     other_certs: CertPaths,
     make_exporter: MakeExporter,
-    logs: Any,
+    logs: LogLines,
     swapped: dict[str, str],
     hint: str,
 ) -> None:
@@ -77,7 +86,7 @@ async def test_expired_client_certificate(
     test_ca: CertificateAuthority,
     tmp_path: Path,
     make_exporter: MakeExporter,
-    logs: Any,
+    logs: LogLines,
 ) -> None:
     """Our certificate expires while running (here: rotated to an expired one): Falco hangs
     up, and the hint names ours. At start-up an expired one is refused outright (test_config).
@@ -100,7 +109,7 @@ async def test_expired_client_certificate(
 
 
 async def test_expired_falco_certificate(
-    tmp_path: Path, test_ca: CertificateAuthority, make_exporter: MakeExporter, logs: Any
+    tmp_path: Path, test_ca: CertificateAuthority, make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """An expired server certificate is reported as expired."""
     expired_pair = expired(test_ca, "localhost", server=True)
@@ -115,7 +124,7 @@ async def test_expired_falco_certificate(
 
 
 async def test_missing_client_certificate_file_is_named_and_retried(
-    tmp_path: Path, certs: CertPaths, make_exporter: MakeExporter, logs: Any
+    tmp_path: Path, certs: CertPaths, make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """A client certificate that disappears is named in the log; once back, it connects."""
     local = tmp_path / "client"
@@ -140,16 +149,13 @@ async def test_missing_client_certificate_file_is_named_and_retried(
     try:
         falco.publish([response()])
 
-        async def one() -> bool:
-            return await total_events(exporter.main_http.port) == 1
-
-        await eventually(one, message="counted after the file came back")
+        await counted(exporter, 1, message="counted after the file came back")
     finally:
         await falco.stop()
 
 
 async def test_tls_server_name_reaches_falco_by_another_name(
-    certs: CertPaths, make_exporter: MakeExporter, logs: Any
+    certs: CertPaths, make_exporter: MakeExporter, logs: LogLines
 ) -> None:
     """Dialled by an address not in Falco's certificate: refused, unless told the name."""
     falco = SimulatedFalco()
@@ -163,9 +169,6 @@ async def test_tls_server_name_reaches_falco_by_another_name(
         accepted = await make_exporter(**flags | {"client_tls_server_name": "localhost"})
         falco.publish([response()])
 
-        async def one() -> bool:
-            return await total_events(accepted.main_http.port) == 1
-
-        await eventually(one, message="counted through 127.0.0.2 verified as localhost")
+        await counted(accepted, 1, message="counted through 127.0.0.2 verified as localhost")
     finally:
         await falco.stop()

@@ -1,24 +1,39 @@
-"""Helpers shared by the tests: waiting with a deadline, scraping, building events."""
+"""Helpers shared by the tests: waiting with a deadline, scraping, building and posting
+events, and the types of conftest.py's fixtures.
+
+The bigger pieces have modules of their own: raw_http (requests no client would send),
+malformed (the HTTP input's bad requests), faults (a TCP proxy that breaks), fake_dns,
+browser (headless Chromium), png, prometheus (Prometheus and Alertmanager servers),
+processes (the exporter as a child process) and deploy (what ships, and its resources).
+No test module imports from another test module or from conftest.py: what two of them
+share is here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import os
 import shutil
+import socket
 import ssl
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.falcopb import outputs_pb2
-from exporter.simulator.certs import CertificateAuthority, KeyPair
+from exporter.simulator.certs import CertificateAuthority, CertPaths, KeyPair
+from exporter.simulator.events import response_from_json
+from exporter.simulator.server import ServerTls, SimulatedFalco
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE_EVENTS = REPO / "exporter" / "simulator" / "data" / "sample-events.jsonl"
@@ -149,15 +164,35 @@ def sample_documents() -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-# One alert as Falco's http_output posts it (json_output: true), for the HTTP input's tests.
-FALCO_JSON_EVENT: dict[str, object] = {
-    "rule": "Terminal shell in container",
-    "priority": "Warning",
-    "source": "syscall",
+def publish_samples(falco: SimulatedFalco) -> list[dict[str, Any]]:
+    """Queue every sample event on the simulated Falco, as gRPC carries it; the documents."""
+    documents = sample_documents()
+    falco.publish(response_from_json(document) for document in documents)
+    return documents
+
+
+async def sum_by(port: int, label: str) -> dict[str, float]:
+    """sum by (label) (falco_events), as scraped from http://127.0.0.1:port/metrics."""
+    totals: dict[str, float] = {}
+    for key, value in (await scrape(port)).items():
+        value_of_label = dict(key)[label]
+        totals[value_of_label] = totals.get(value_of_label, 0.0) + value
+    return totals
+
+
+# One alert as Falco's http_output posts it (json_output: true), typed fields and all.
+EVENT: dict[str, Any] = {
     "hostname": "worker-1",
+    "output": "A shell was spawned",
+    "priority": "Notice",
+    "rule": "Terminal shell in container",
+    "source": "syscall",
     "tags": ["container", "shell"],
-    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1"},
+    "time": "2026-11-27T10:15:02.123456789Z",
+    "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1", "proc.tty": 34816},
 }
+# The same, as the body of one POST.
+EVENT_BODY = json.dumps(EVENT).encode()
 
 
 def input_of(exporter: Exporter, kind: type[InputT]) -> InputT:
@@ -169,3 +204,141 @@ def input_of(exporter: Exporter, kind: type[InputT]) -> InputT:
 def has_input(exporter: Exporter, kind: type[object]) -> bool:
     """Whether the exporter runs an input of that kind."""
     return any(isinstance(part, kind) for part in exporter.inputs)
+
+
+def input_url(exporter: Exporter, path: str = "/") -> str:
+    """Where Falco's http_output.url would point."""
+    return f"http://127.0.0.1:{exporter.ports['http_input']}{path}"
+
+
+async def post(
+    url: str, body: bytes | str, *, headers: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    """POST a body; (status, text)."""
+    data = io.BytesIO(body.encode() if isinstance(body, str) else body)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, headers=headers) as answer,
+    ):
+        return answer.status, await answer.text()
+
+
+def ndjson(documents: list[dict[str, Any]]) -> str:
+    """Documents as one newline-delimited JSON body, as Falco batches them."""
+    return "\n".join(json.dumps(document) for document in documents)
+
+
+async def counted(
+    exporter: Exporter | int,
+    total: float | Callable[[], float],
+    *,
+    timeout: float = 15.0,
+    message: str | None = None,
+) -> None:
+    """Wait until sum(falco_events) on the exporter's /metrics (or a port's) is `total`.
+
+    `total` may be a callable, read again at each check (what Falco delivered so far).
+    The timeout is a deadline, not a target.
+    """
+    port = exporter if isinstance(exporter, int) else exporter.main_http.port
+
+    def expected() -> float:
+        return total() if callable(total) else total
+
+    async def check() -> bool:
+        return await total_events(port) == expected()
+
+    await eventually(
+        check, timeout=timeout, message=message or f"sum(falco_events) == {expected()}"
+    )
+
+
+def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run curl (libcurl, as Falco uses) with `-sS`; fails the test on a transport error.
+
+    Blocking: from the event loop, run it with asyncio.to_thread. Skipped without curl,
+    which CI does not allow.
+    """
+    command = find_tool("curl")
+    if command is None:
+        pytest.skip("curl is not installed")
+    result = subprocess.run(
+        [command, "-sS", "--max-time", str(timeout), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 5,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def free_port() -> int:
+    """A port free right now on loopback (for servers that cannot report one they chose)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tls_of(certs: CertPaths) -> ServerTls:
+    """The simulated Falco's side of a certificate set."""
+    return ServerTls(certs.server_cert, certs.server_key, certs.ca)
+
+
+def client_flags(certs: CertPaths, address: str) -> dict[str, object]:
+    """Flags that point an exporter at a simulated Falco over mutual TLS."""
+    host, port = address.rsplit(":", 1)
+    return {
+        "client_hostname": "localhost" if host == "127.0.0.1" else host,
+        "client_port": port,
+        "client_cert": str(certs.client_cert),
+        "client_key": str(certs.client_key),
+        "client_ca": str(certs.ca),
+    }
+
+
+def serving_flags(certs: CertPaths, listener: str = "server") -> dict[str, object]:
+    """Flags that make a listener serve the set's server pair and require a client
+    certificate from its CA: `server` for /metrics, `http_input` for the HTTP input."""
+    return {
+        f"{listener}_cert": str(certs.server_cert),
+        f"{listener}_key": str(certs.server_key),
+        f"{listener}_ca": str(certs.ca),
+    }
+
+
+class LogLines(io.StringIO):
+    """The exporter's JSON log lines, decoded (the `logs` fixture)."""
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line logged so far, as a dict."""
+        return [json.loads(line) for line in self.getvalue().splitlines() if line]
+
+    def matching(self, event: str) -> list[dict[str, Any]]:
+        """The records whose message is `event`."""
+        return [record for record in self.records() if record.get("event") == event]
+
+
+class MakeExporter(Protocol):
+    """The `make_exporter` fixture: start an exporter from flags, on free loopback ports."""
+
+    def __call__(self, **flags: Any) -> Awaitable[Exporter]:
+        """Flags as load_config takes them (`http_input_address="127.0.0.1:0"`), and
+        `clock=`: the monotonic clock the exporter reads (a FakeClock), if not time's."""
+        ...
+
+
+class ExporterFor(Protocol):
+    """The `exporter_for` fixture: an exporter subscribed to a simulated Falco (mutual TLS)."""
+
+    def __call__(self, falco: SimulatedFalco, **flags: object) -> Awaitable[Exporter]:
+        """More flags as load_config takes them."""
+        ...
+
+
+class Falcos(Protocol):
+    """tests/test_targets.py's `falcos` fixture: start simulated Falcos (mutual TLS) at once."""
+
+    def __call__(self, count: int, prefix: str = "node") -> Awaitable[list[SimulatedFalco]]:
+        """`count` of them, hostnames `prefix-0`, `prefix-1`, ..., stopped after the test."""
+        ...
