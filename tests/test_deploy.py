@@ -263,6 +263,7 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_wheel_built_as_in_the_image_runs_as_a_non_root_user(
     installed_as_in_the_image: Path,
 ) -> None:

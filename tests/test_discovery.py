@@ -169,6 +169,7 @@ async def test_targets_follow_the_dns_records(certs: CertPaths, tmp_path: Path) 
             await falco.stop()
 
 
+@pytest.mark.slow
 async def test_dns_that_misbehaves_keeps_the_targets(certs: CertPaths, tmp_path: Path) -> None:
     """A DNS server that is silent, slow or sends garbage: lookups fail, counting goes on."""
     dns = FakeDns(NAME)

@@ -165,6 +165,7 @@ async def test_odd_values_keep_their_labels(
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_burst_of_50000_events_is_counted_exactly(
     falco: SimulatedFalco, exporter_for: ExporterFor, transport: str
@@ -270,6 +271,7 @@ async def test_exporter_started_before_falco_connects_when_it_comes_up(
         await falco.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", list(Transport))
 async def test_two_exporters_split_one_falcos_events(
     falco: SimulatedFalco, exporter_for: ExporterFor, transport: str

@@ -26,6 +26,8 @@ import pytest
 
 from tests.support import EVENT, REPO, curl
 
+pytestmark = pytest.mark.slow  # the image build alone takes about a minute
+
 IMAGE = "localhost/falco-exporter:test"
 FALLBACK_BASE = "localhost/falco-exporter-base:bookworm-python3.11"
 

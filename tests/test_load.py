@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
 from tests.support import (
@@ -24,6 +26,8 @@ from tests.support import (
     total_events,
 )
 from tests.support.faults import FaultProxy
+
+pytestmark = pytest.mark.slow
 
 BACKLOG = int(os.environ.get("BACKLOG_EVENTS", "200000"))
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))

@@ -59,6 +59,7 @@ async def prometheus_for(tmp_path: Path) -> AsyncIterator[PrometheusFor]:
         await server.stop()
 
 
+@pytest.mark.slow
 async def test_prometheus_queries_falco_events_by_pod(
     falco: SimulatedFalco, exporter_for: ExporterFor, prometheus_for: PrometheusFor
 ) -> None:
@@ -132,6 +133,7 @@ async def test_promtool_finds_nothing_but_the_go_name(
     assert problems == ['falco_events counter metrics should have "_total" suffix']
 
 
+@pytest.mark.slow
 async def test_prometheus_sees_events_that_arrived_by_http(
     make_exporter: MakeExporter, prometheus_for: PrometheusFor
 ) -> None:
@@ -183,6 +185,7 @@ def dashboard_expressions() -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 async def test_every_dashboard_query_runs_against_prometheus(
     falco: SimulatedFalco, exporter_for: ExporterFor, prometheus_for: PrometheusFor
 ) -> None:
