@@ -148,17 +148,37 @@ def chromium() -> str:
         pytest.skip(str(error))
 
 
+def build_leftovers() -> dict[str, int]:
+    """What a build leaves in the checkout (build/, dist/, *.egg-info): each file's mtime."""
+    roots = [REPO / "build", REPO / "dist", *REPO.glob("*.egg-info")]
+    found = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            found[str(path.relative_to(REPO))] = path.stat().st_mtime_ns
+    return found
+
+
 @pytest.fixture(scope="session")
 def installed_as_in_the_image() -> Iterator[Path]:
     """The wheel built as the Dockerfile builds it, in a fresh venv other users can run.
 
-    Returns the venv's falco-exporter command. Needs root (tests switch to uid 65532);
-    pytest's own temporary folders are private to root, so this one is made by hand.
+    Built from a copy of what the Dockerfile copies (pyproject.toml, README.md, exporter/),
+    so that the checkout gets no build/ or *.egg-info; that it got none is checked. Returns
+    the venv's falco-exporter command. Needs root (tests switch to uid 65532); pytest's own
+    temporary folders are private to root, so this one is made by hand.
     """
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run as another user")
     folder = Path(tempfile.mkdtemp(prefix="falco-exporter-image-"))
     folder.chmod(0o755)
+    source = folder / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "exporter", source / "exporter", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = build_leftovers()
     try:
         subprocess.run(
             [
@@ -170,11 +190,16 @@ def installed_as_in_the_image() -> Iterator[Path]:
                 "--no-deps",
                 "--wheel-dir",
                 str(folder / "dist"),
-                str(REPO),
+                str(source),
             ],
             check=True,
             timeout=300,
             capture_output=True,
+        )
+        after = build_leftovers()
+        assert after == before, (
+            "building the wheel wrote into the checkout: "
+            f"{sorted(set(after.items()) - set(before.items()))}"
         )
         [wheel] = (folder / "dist").glob("*.whl")
         subprocess.run(
