@@ -59,5 +59,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.http_input $(HTTP_BENCH_ARGS)
 	$(BIN)/python -m bench.memory
 
+## Remove what builds, tests and benchmarks leave, and the venv.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build dist *.egg-info test-artifacts bench/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
