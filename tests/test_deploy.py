@@ -7,6 +7,7 @@ against the exporter itself.
 
 from __future__ import annotations
 
+import re
 import ssl
 import subprocess
 import tomllib
@@ -26,15 +27,10 @@ from exporter.cli import main
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import ServerTls, SimulatedFalco
 from tests.support import REPO, MakeExporter, counted, find_tool, response, total_events
-from tests.support.deploy import (
-    IDLE_MILLICORES,
-    KUBERNETES_VERSION,
-    MEASURED_MIB,
-    mebibytes,
-    millicores,
-)
+from tests.support.deploy import KUBERNETES_VERSION, load_resources, mebibytes, millicores
 
 OVERLAYS = ("grpc-mtls", "daemonset-socket", "http-input")
+RESOURCES = load_resources()
 WORKLOADS = ("Deployment", "DaemonSet")
 
 
@@ -153,13 +149,132 @@ def test_workloads_are_locked_down(overlay: str) -> None:
     assert box["image"] == f"falco-exporter:{__version__}"  # the tag reaches the workload
     # Requests hold the RSS measured at the default --max-series; limits its peak twice over
     # (bench/memory.py, docs/performance.md).
-    at_default_limit, peak = MEASURED_MIB[overlay]
-    assert mebibytes(box["resources"]["requests"]["memory"]) >= at_default_limit
+    measured = RESOURCES.deployments[overlay].measured
+    assert mebibytes(box["resources"]["requests"]["memory"]) >= measured.rss_at_default_limit_mib
     # CPU requests above the idle CPU of one target (a gRPC poll every 50 ms), with room.
-    assert millicores(box["resources"]["requests"]["cpu"]) >= IDLE_MILLICORES[overlay] + 5
-    assert mebibytes(box["resources"]["limits"]["memory"]) >= 2 * peak
+    assert millicores(box["resources"]["requests"]["cpu"]) >= measured.idle_millicores + 5
+    assert mebibytes(box["resources"]["limits"]["memory"]) >= 2 * measured.peak_at_default_limit_mib
     account = one(documents, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_renders_the_resources_of_deploy_resources_yaml(overlay: str) -> None:
+    """The overlay's container, as kustomize renders it, requests and limits exactly what
+    deploy/resources.yaml gives its deployment: the file is the one source of the figures."""
+    rendered = container(render(overlay))["resources"]
+    assert RESOURCES.deployments[overlay].agrees_with(rendered), (
+        f"deploy/k8s/overlays/{overlay} renders {rendered}; deploy/resources.yaml says "
+        f"{RESOURCES.deployments[overlay].resources}"
+    )
+
+
+def test_the_sidecar_values_request_the_resources_of_deploy_resources_yaml() -> None:
+    """deploy/falco/values-sidecar.yaml's exporter container: deploy/resources.yaml's sidecar."""
+    [sidecar] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+    assert RESOURCES.deployments["sidecar"].agrees_with(sidecar["resources"]), sidecar["resources"]
+
+
+def test_every_deployment_holds_what_was_measured() -> None:
+    """deploy/resources.yaml's own rules: memory requests hold the RSS at the default series
+    limit, memory limits twice the peak there, CPU requests the idle CPU with 5m of room; and
+    it says when and how the figures were measured."""
+    assert set(RESOURCES.deployments) == {*OVERLAYS, "sidecar"}
+    for name, deployment in RESOURCES.deployments.items():
+        measured = deployment.measured
+        assert mebibytes(deployment.requests["memory"]) >= measured.rss_at_default_limit_mib, name
+        assert mebibytes(deployment.limits["memory"]) >= 2 * measured.peak_at_default_limit_mib
+        assert millicores(deployment.requests["cpu"]) >= measured.idle_millicores + 5, name
+        assert millicores(deployment.limits["cpu"]) >= millicores(deployment.requests["cpu"])
+    assert RESOURCES.command.startswith("python -m bench.memory --series ")
+    assert (REPO / "bench" / "memory.py").exists()
+
+
+def assert_quoted(path: str, pattern: str, expected: tuple[str, ...]) -> None:
+    """The figures a doc quotes where `pattern` (a regex over its text, white space folded)
+    matches are `expected`; fails naming the doc when they differ or it no longer quotes them."""
+    text = " ".join((REPO / path).read_text(encoding="utf-8").split())
+    found = re.search(pattern, text)
+    assert found is not None, f"{path} no longer quotes the figures /{pattern}/ looks for"
+    assert found.groups() == expected, (
+        f"{path} quotes {found.groups()}; deploy/resources.yaml makes them {expected}"
+    )
+
+
+def measured_table(path: str) -> dict[str, tuple[float, ...]]:
+    """The rows of the table bench/memory.py prints at deploy/resources.yaml's --series, as
+    `path` copies it: mode -> (idle RSS, idle millicores, RSS, peak)."""
+    series = int(RESOURCES.command.rsplit(" ", 1)[1])
+    header = (
+        f"| mode | idle RSS MiB | idle CPU millicores | RSS at {series:,} series MiB | peak MiB |"
+    )
+    lines = (REPO / path).read_text(encoding="utf-8").splitlines()
+    assert header in lines, f"{path} has no table {header}"
+    rows: dict[str, tuple[float, ...]] = {}
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("|"):
+            break
+        mode, *figures = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[mode] = tuple(float(figure) for figure in figures)
+    return rows
+
+
+def test_the_docs_quote_the_figures_of_deploy_resources_yaml() -> None:
+    """docs/performance.md's table at the default series limit is the measurement, and both
+    docs quote the requests, limits and measured MiB the manifests use."""
+    modes = RESOURCES.modes
+    assert measured_table("docs/performance.md") == {
+        mode.row: (
+            mode.idle_rss_mib,
+            mode.idle_millicores,
+            mode.rss_at_default_limit_mib,
+            mode.peak_at_default_limit_mib,
+        )
+        for mode in modes.values()
+    }
+    deployments = RESOURCES.deployments
+    sidecar, central, socket, grpc = (
+        deployments[name] for name in ("sidecar", "http-input", "daemonset-socket", "grpc-mtls")
+    )
+    # The docs speak of one memory figure for both HTTP input modes, and one for both gRPC.
+    assert sidecar.requests["memory"] == central.requests["memory"]
+    assert sidecar.limits["memory"] == central.limits["memory"]
+    assert socket.requests["memory"] == grpc.requests["memory"]
+    assert socket.limits["memory"] == grpc.limits["memory"]
+    assert_quoted(
+        "docs/performance.md",
+        r"CPU (\S+) for the sidecar, (\S+) for the central HTTP input, (\S+) for the socket "
+        r"DaemonSet \(one target\), (\S+) for central gRPC; and memory: the HTTP input modes "
+        r"\(the sidecar values and the `http-input` overlay\) request (\S+) and limit (\S+), "
+        r"the gRPC overlays request (\S+) and limit (\S+):",
+        (
+            sidecar.requests["cpu"],
+            central.requests["cpu"],
+            socket.requests["cpu"],
+            grpc.requests["cpu"],
+            central.requests["memory"],
+            central.limits["memory"],
+            grpc.requests["memory"],
+            grpc.limits["memory"],
+        ),
+    )
+    http = modes["http"]
+    grpc_modes = (modes["grpc-socket"], modes["grpc-mtls"])
+    assert_quoted(
+        "docs/deploy.md",
+        r"the HTTP input modes request (\S+) \((\S+) MiB idle, (\S+) MiB at 10,000 series\), "
+        r"the gRPC modes (\S+) \((\S+) to (\S+) MiB idle, (\S+) to (\S+) MiB\)",
+        (
+            central.requests["memory"],
+            f"{http.idle_rss_mib:.0f}",
+            f"{http.rss_at_default_limit_mib:.0f}",
+            grpc.requests["memory"],
+            f"{min(mode.idle_rss_mib for mode in grpc_modes):.0f}",
+            f"{max(mode.idle_rss_mib for mode in grpc_modes):.0f}",
+            f"{min(mode.rss_at_default_limit_mib for mode in grpc_modes):.0f}",
+            f"{max(mode.rss_at_default_limit_mib for mode in grpc_modes):.0f}",
+        ),
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -357,9 +472,14 @@ def test_sidecar_is_a_valid_native_sidecar_that_falco_posts_to(
     assert sidecar["securityContext"]["runAsNonRoot"] is True
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert sidecar["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    at_default_limit, peak = MEASURED_MIB["http-input"]  # the same HTTP-only mode
-    assert mebibytes(sidecar["resources"]["requests"]["memory"]) >= at_default_limit
-    assert mebibytes(sidecar["resources"]["limits"]["memory"]) >= 2 * peak
+    measured = RESOURCES.deployments["sidecar"].measured  # the HTTP-only mode
+    assert (
+        mebibytes(sidecar["resources"]["requests"]["memory"]) >= measured.rss_at_default_limit_mib
+    )
+    assert (
+        mebibytes(sidecar["resources"]["limits"]["memory"])
+        >= 2 * measured.peak_at_default_limit_mib
+    )
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert sidecar[probe]["httpGet"]["port"] == "exp-probes"
     assert main([*sidecar["args"], "--check-config"]) == 0

@@ -20,7 +20,7 @@ import yaml
 
 from exporter.cli import main
 from tests.support import REPO, find_tool
-from tests.support.deploy import KUBERNETES_VERSION, MEASURED_MIB, mebibytes
+from tests.support.deploy import KUBERNETES_VERSION, load_resources, mebibytes
 
 CHART = REPO / "deploy" / "helm" / "falco-exporter"
 DATA = REPO / "tests" / "data"
@@ -41,6 +41,15 @@ EVERYTHING_ON = [
     "--set", "grafanaDashboard.enabled=true", "--set", "networkPolicy.enabled=true",
 ]  # fmt: skip
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+WORKLOADS = {"DaemonSet", "Deployment"}
+# Each mode with a workload, and its deployment in deploy/resources.yaml.
+DEPLOYMENT_OF_MODE = {
+    "socket": "daemonset-socket",
+    "grpc": "grpc-mtls",
+    "grpc-discovery": "grpc-mtls",
+    "http-input": "http-input",
+}
+RESOURCES = load_resources()
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +171,34 @@ def test_every_mode_lints_renders_and_validates(
     [container] = workload["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "falco-exporter:0.1.0"
     # Requests hold the measured RSS at the default series limit, limits twice its peak.
-    measured = {"socket": "daemonset-socket", "http-input": "http-input"}.get(mode, "grpc-mtls")
-    at_default_limit, peak = MEASURED_MIB[measured]
-    assert mebibytes(container["resources"]["requests"]["memory"]) >= at_default_limit
-    assert mebibytes(container["resources"]["limits"]["memory"]) >= 2 * peak
+    measured = RESOURCES.deployments[DEPLOYMENT_OF_MODE[mode]].measured
+    assert mebibytes(container["resources"]["requests"]["memory"]) >= (
+        measured.rss_at_default_limit_mib
+    )
+    assert mebibytes(container["resources"]["limits"]["memory"]) >= (
+        2 * measured.peak_at_default_limit_mib
+    )
     if mode in ("socket", "http-input"):  # the others name certificate files of the pod
         args_without_files = [a for a in container["args"] if "/etc/falco-exporter/" not in a]
         assert main([*args_without_files, "--check-config"]) == 0
         capsys.readouterr()
+
+
+@pytest.mark.parametrize("mode", DEPLOYMENT_OF_MODE)
+def test_each_mode_renders_the_resources_of_deploy_resources_yaml(helm: str, mode: str) -> None:
+    """With `resources` left empty, the chart's container requests and limits exactly what
+    deploy/resources.yaml gives the mode's deployment; a value given in `resources` wins."""
+    [workload] = [doc for doc in template(helm, *MODES[mode]) if doc["kind"] in WORKLOADS]
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    expected = RESOURCES.deployments[DEPLOYMENT_OF_MODE[mode]]
+    assert expected.agrees_with(container["resources"]), (
+        f"the chart renders {container['resources']} in mode {mode}; deploy/resources.yaml "
+        f"says {expected.resources} (templates/_helpers.tpl, falco-exporter.resources)"
+    )
+    given = template(helm, *MODES[mode], "--set", "resources.limits.memory=1Gi")
+    [workload] = [doc for doc in given if doc["kind"] in WORKLOADS]
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"limits": {"memory": "1Gi"}}
 
 
 def test_pods_restart_when_a_certificate_given_inline_changes(helm: str) -> None:

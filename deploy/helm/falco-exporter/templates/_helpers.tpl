@@ -133,7 +133,8 @@ these arguments would crash-loop far from the cause.
 {{- end }}
 {{- end }}
 
-{{/* Requests and limits from the measured figures of each mode, unless given. */}}
+{{/* Requests and limits from the measured figures of each mode, unless given: a copy of
+deploy/resources.yaml, which tests/test_helm.py holds it to in every mode. */}}
 {{- define "falco-exporter.resources" -}}
 {{- if .Values.resources }}
 {{- toYaml .Values.resources }}
