@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from exporter.inputs.grpc.input import GrpcInput
+from exporter.runtime.file_watch import fingerprint, watch_files
+from exporter.runtime.tasks import cancel_and_wait
 from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from exporter.simulator.server import ServerTls, SimulatedFalco
 from tests.support import (
@@ -241,3 +244,17 @@ async def test_new_ca_and_falco_restart_counts_on(
         assert input_of(exporter, GrpcInput).target_names() == {localhost(falco)}
     finally:
         await falco.stop()
+
+
+async def test_a_rotation_before_the_watch_first_looks_is_seen(tmp_path: Path) -> None:
+    """The watch compares with the files as the exporter read them, not as it first finds them."""
+    path = tmp_path / "client.crt"
+    path.write_text("as read at start-up")
+    read = fingerprint([path])
+    path.write_text("rotated before the watch's first turn")
+    changed = asyncio.Event()
+    watch = asyncio.create_task(watch_files([path], 0.01, changed.set, since=read))
+    try:
+        await asyncio.wait_for(changed.wait(), 5)
+    finally:
+        await cancel_and_wait([watch])

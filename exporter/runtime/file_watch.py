@@ -26,10 +26,17 @@ def fingerprint(paths: Sequence[Path]) -> tuple[str, ...]:
 
 
 async def watch_files(
-    paths: Sequence[Path], interval: float, on_change: Callable[[], None]
+    paths: Sequence[Path],
+    interval: float,
+    on_change: Callable[[], None],
+    since: tuple[str, ...] | None = None,
 ) -> None:
-    """Call on_change whenever the files' contents differ from the last check; forever."""
-    last = fingerprint(paths)
+    """Call on_change whenever the files' contents differ from the last check; forever.
+
+    `since` is their fingerprint when the caller read them: a change between that read and
+    this task's first turn is a change too (taken here, it would be missed).
+    """
+    last = fingerprint(paths) if since is None else since
     while True:
         await asyncio.sleep(interval)
         current = fingerprint(paths)

@@ -21,7 +21,7 @@ from exporter.inputs.grpc import report
 from exporter.inputs.grpc.discovery import DnsDiscovery
 from exporter.inputs.grpc.subscriptions import Subscriptions
 from exporter.inputs.grpc.targets import static_targets, tcp_targets
-from exporter.runtime.file_watch import watch_files
+from exporter.runtime.file_watch import fingerprint, watch_files
 from exporter.runtime.tasks import BackgroundTasks
 from exporter.settings.config import GrpcConfig
 from exporter.settings.durations import format_duration
@@ -59,14 +59,16 @@ class GrpcInput:
 
     async def start(self) -> None:
         """Subscribe to every static target; discover and watch in the background."""
+        files = [Path(path) for path in self._config.tls.paths]
+        # Read before any target reads them, so that a rotation from then on is not missed.
+        loaded = fingerprint(files) if self._config.uses_tcp else ()
         for target in self._static:
             self.subscriptions.add(target)
         if self.discovery is not None:
             self._tasks.spawn(self.discovery.run(), "DNS discovery")
         if self._config.uses_tcp:
-            files = [Path(path) for path in self._config.tls.paths]
             interval = self._config.certificate_check_interval
-            watch = watch_files(files, interval, self._certificates_changed)
+            watch = watch_files(files, interval, self._certificates_changed, loaded)
             self._tasks.spawn(watch, "client certificate watch")
         if self._config.connect_timeout > 0:
             self._tasks.spawn(self._warn_if_never_connected(), "connection deadline")
