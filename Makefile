@@ -18,8 +18,9 @@ $(BIN)/.installed: $(BIN)/.runtime
 	touch $@
 
 ## The exporter against the built-in simulated Falco over mutual TLS; /metrics on :9376.
+## Its options go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--listen-address 127.0.0.1:29376".
 demo: $(BIN)/.runtime
-	$(BIN)/falco-exporter demo
+	$(BIN)/falco-exporter demo $(DEMO_ARGS)
 
 ## Lint, types, then every test (what CI runs).
 test: lint $(BIN)/helm
@@ -62,5 +63,5 @@ bench: $(BIN)/.installed
 ## Remove what builds, tests and benchmarks leave, and the venv.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	rm -rf build dist *.egg-info test-artifacts bench/results
+	rm -rf build dist *.egg-info test-artifacts bench/results simulator-certs
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

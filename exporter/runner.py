@@ -11,7 +11,7 @@ import structlog
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.inputs.http import json_parser
-from exporter.runtime.certificates import HeldCertificates
+from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
 from exporter.settings.config import Config
@@ -51,9 +51,9 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
 
 
 def warn_of_expiring_certificates(config: Config, log: Any) -> None:  # noqa: ANN401
-    """A certificate that expires within the --timeout window is about to break a connection."""
+    """A certificate that expires within 14 days (the shipped alert's window) needs renewing."""
     held = HeldCertificates(config.certificate_files())
-    for role, path, expires in held.expiring(config.settings.timeout):
+    for role, path, expires in held.expiring(WARN_BEFORE_EXPIRY):
         log.warning("certificate expires soon", role=role, path=path, expires=utc_time(expires))
 
 

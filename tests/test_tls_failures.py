@@ -77,7 +77,7 @@ async def test_certificates_from_another_ca(
     exporter = await make_exporter(**flags)
     await failure_detail(logs, exporter.main_http.port, hint)
     # ... and the files in use, so that the reader knows which one that is.
-    await failure_detail(logs, exporter.main_http.port, f"--client-ca {flags['client_ca']}")
+    await failure_detail(logs, exporter.main_http.port, f"CA {flags['client_ca']}")
 
 
 async def test_expired_client_certificate(

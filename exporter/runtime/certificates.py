@@ -1,7 +1,7 @@
 """The certificates the exporter holds, and when each expires: read when loaded, not per scrape.
 
 The listeners load their certificates at start; the gRPC input re-reads its client files
-at every reconnect and whenever they change on disk. The dates are read at those moments
+when they change on disk (and reconnects with them). The dates are read at those moments
 (`reload`), so a scrape reports what is held, and costs no file read.
 """
 
@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 from exporter.core.metrics import PREFIX, Families, FamilySpec, Kind
 from exporter.settings.x509_dates import Validity, read_validity
+
+# A certificate that expires within this is warned of at start-up, as the shipped alert does.
+WARN_BEFORE_EXPIRY = 14 * 86400
 
 EXPIRY = FamilySpec(
     f"{PREFIX}certificate_expiry_timestamp_seconds",

@@ -4,6 +4,7 @@ with mutual TLS, one reader thread per target (docs/falco-wire-contract.md#grpc-
 grpc and protobuf are imported only by the modules that read the wire (connection,
 messages, status_hints), and those only with the first subscription.
 
-May import: `exporter.core`, `exporter.settings`, `exporter.runtime`, `exporter.falcopb`
-and itself; never another input.
+May import: `exporter.core`, `exporter.settings`, `exporter.runtime`, `exporter.exposition`,
+`exporter.http` (as every input may; it needs neither), `exporter.falcopb` and itself;
+never another input.
 """

@@ -64,7 +64,7 @@ class FalcoReader:
         self._sink = feed.sink
         self._settings = feed.stream
         self._on_connected = on_connected
-        log = structlog.get_logger("grpc_source").bind(target=feed.target.name)
+        log = structlog.get_logger("grpc_input").bind(target=feed.target.name)
         self._log = log
         self._decode_errors = RateLimitedLog(log, _DECODE_ERROR_LOG_INTERVAL)
         self._stopping = threading.Event()
@@ -193,6 +193,9 @@ class FalcoReader:
         version_rpc = channel.unary_unary(falco_api.VERSION_PATH)
         call = version_rpc.future(falco_api.EMPTY_REQUEST, timeout=_VERSION_RPC_TIMEOUT)
         self._call = call
+        if self._stopping.is_set():  # stop() ran before the call was there to cancel
+            call.cancel()
+            raise _Ended(None)
         try:
             raw = call.result()
         except grpc.FutureCancelledError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from exporter.inputs.grpc.targets import Target, TcpTargetFactory
+from exporter.runtime.threads import on_loop
 from exporter.settings.addresses import join_host_port, split_host_port
 from exporter.settings.durations import format_duration
 
@@ -95,11 +97,36 @@ class DnsDiscovery:
 
 
 async def resolve(host: str, port: int) -> set[str]:
-    """Every IPv4 and IPv6 address the system resolver gives for host."""
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    return {str(info[4][0]) for info in infos}
+    """Every IPv4 and IPv6 address the system resolver gives for host.
+
+    The lookup runs on a daemon thread of its own, not the event loop's executor: a lookup
+    that hangs is abandoned at its timeout, and never holds the process at exit (the
+    executor's threads are waited for, however long they take).
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[set[str]] = loop.create_future()
+
+    def settle(result: set[str] | BaseException) -> None:
+        if answer.done():
+            return  # abandoned at its timeout
+        if isinstance(result, BaseException):
+            answer.set_exception(result)
+        else:
+            answer.set_result(result)
+
+    def lookup() -> None:
+        result: set[str] | BaseException
+        try:
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            result = {str(info[4][0]) for info in infos}
+        except (OSError, UnicodeError) as error:
+            result = error
+        on_loop(loop, lambda: settle(result))()
+
+    threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
+    return await answer
 
 
 async def static_addresses(targets: list[Target]) -> set[str]:

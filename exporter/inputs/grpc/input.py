@@ -55,7 +55,7 @@ class GrpcInput:
             else None
         )
         self._tasks = BackgroundTasks()
-        self._log = structlog.get_logger("grpc_source")
+        self._log = structlog.get_logger("grpc_input")
 
     async def start(self) -> None:
         """Subscribe to every static target; discover and watch in the background."""

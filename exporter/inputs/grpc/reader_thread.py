@@ -35,7 +35,7 @@ class ReaderThread:
         self._feed = feed
         self._notify_connected = notify_connected
         self._backoff = Backoff(feed.stream.backoff_initial, feed.stream.backoff_max)
-        self._log = structlog.get_logger("grpc_source").bind(target=feed.target.name)
+        self._log = structlog.get_logger("grpc_input").bind(target=feed.target.name)
         self._connected_this_attempt = False
         self._reader = FalcoReader(feed, self._on_connected)
 

@@ -30,8 +30,8 @@ class ClientTlsFiles:
         return cls(Path(files.cert), Path(files.key), Path(files.ca))
 
     def describe(self) -> str:
-        """The files, as a log line names them."""
-        return f"--client-cert {self.cert}, --client-key {self.key}, --client-ca {self.ca}"
+        """The files, as a log line names them (whether a flag, a variable or a file set them)."""
+        return f"client certificate {self.cert}, client key {self.key}, CA {self.ca}"
 
     @property
     def paths(self) -> tuple[Path, Path, Path]:
