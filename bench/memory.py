@@ -63,6 +63,7 @@ class Running:
     process: asyncio.subprocess.Process
     metrics_port: int
     input_port: int | None
+    probes_port: int = 0
 
 
 def peak_mib(pid: int) -> float:
@@ -89,12 +90,16 @@ async def exporter(*flags: str, wait_for: str) -> AsyncIterator[Running]:
             raise RuntimeError("the exporter exited before it was ready")
         record = json.loads(line)
         if record["event"] == "serving HTTP":
-            ports = {"metrics": record["metrics_port"], "input": record["http_input_port"]}
+            ports = {
+                "metrics": record["metrics_port"],
+                "input": record.get("http_input_port"),
+                "probes": record["probes_port"],
+            }
         if record["event"] == wait_for:
             break
     drain = asyncio.create_task(process.stdout.read())
     try:
-        yield Running(process, ports["metrics"], ports["input"])
+        yield Running(process, ports["metrics"], ports["input"], ports["probes"])
     finally:
         process.terminate()
         await process.wait()

@@ -10,6 +10,7 @@ stop():  background tasks -> every input, together -> probes -> metrics (the las
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -17,18 +18,21 @@ from typing import Any
 
 import structlog
 
+from exporter.core.cardinality import Fold, SeriesLimits
 from exporter.core.counter import EventCounter
 from exporter.core.inputs import Input, InputStatus, Readiness
 from exporter.core.labels import build_label_set
 from exporter.exposition.falco_events import FalcoEventsText
 from exporter.exposition.self_metrics import SelfMetrics
+from exporter.http.limits import METRICS, PROBES
 from exporter.http.server import HttpServer
 from exporter.inputs.assemble import build_inputs
 from exporter.runtime.certificates import HeldCertificates
+from exporter.runtime.open_files import RESERVED, open_files_limit
 from exporter.runtime.rate_limited_log import RateLimitedLog
 from exporter.runtime.tasks import BackgroundTasks
 from exporter.serve import live_page
-from exporter.serve.endpoints import main_site, probes_site
+from exporter.serve.endpoints import SCRAPER_TLS_FIXES, main_site, probes_site
 from exporter.serve.live import LiveView
 from exporter.serve.live_site import LivePage
 from exporter.settings.addresses import parse_listen_address
@@ -39,6 +43,8 @@ from exporter.settings.tls import server_context
 SHUTDOWN_TIMEOUT = 4.0
 # A shutdown phase reached after the deadline still gets this long to clean up.
 _LAST_CHANCE = 0.1
+# Without a TTL, how often the series' growth is noted (the recency that eviction uses).
+_SWEEP_SECONDS = 10.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -50,8 +56,9 @@ class Exporter:
 
         A certificate file that cannot be used raises CertificateFilesError.
         """
-        self.config = config
         self._log = structlog.get_logger("app")
+        config = _fit_open_files(config, self._log)
+        self.config = config
         self.counter = _counter(config, clock)
         self.live = LiveView(self.counter, config.recent_alerts)
         self.certificates = HeldCertificates(config.certificate_files())
@@ -63,17 +70,22 @@ class Exporter:
             on_certificates_changed=self.certificates.reload,
         )
         self._falco_events = FalcoEventsText(self.counter)
-        self._self_metrics = SelfMetrics(
-            self.counter, [*(part.collect for part in self.inputs), self.certificates.collect]
-        )
         page = LivePage(self.live, self.statuses)
         metrics_tls = config.metrics.tls
         self.main_http = HttpServer(
             main_site(self.render_metrics, self.readiness, page.html, page.data),
             config.metrics.address,
             server_context(metrics_tls) if metrics_tls else None,
+            limits=METRICS,
+            name="metrics",
+            tls_fixes=SCRAPER_TLS_FIXES,
         )
-        self.probes_http = HttpServer(probes_site(self.readiness), config.probes.address)
+        self.probes_http = HttpServer(
+            probes_site(self.readiness), config.probes.address, limits=PROBES, name="probes"
+        )
+        parts = [part.collect for part in self.inputs]
+        parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
+        self._self_metrics = SelfMetrics(self.counter, parts)
         self._tasks = BackgroundTasks()
 
     @property
@@ -84,15 +96,11 @@ class Exporter:
             ports.update(part.ports)
         return ports
 
-    def render_metrics(self) -> bytes:
-        """`falco_events` first, then the self-metrics."""
-        # Each text is encoded and dropped in turn: at 100k series each copy is about 13 MB.
-        return b"".join(
-            (
-                self._falco_events.render().encode("utf-8", "replace"),
-                self._self_metrics.render().encode("utf-8", "replace"),
-            )
-        )
+    async def render_metrics(self) -> list[bytes]:
+        """`falco_events` first (rendered in steps), then the self-metrics, as parts."""
+        parts = await self._falco_events.render_in_steps()
+        parts.append(self._self_metrics.render().encode("utf-8", "replace"))
+        return parts
 
     def readiness(self) -> Readiness:
         """Ready when every input is: each says why in its own lines."""
@@ -117,8 +125,7 @@ class Exporter:
             **{f"{name}_port": port for name, port in self.ports.items()},
             tls=self.config.metrics.tls is not None,
         )
-        if self.config.series.ttl > 0:
-            self._tasks.spawn(self._expire_idle_series(), "series TTL sweep")
+        self._tasks.spawn(self._sweep_series(), "series sweep")
         self._tasks.spawn(self._sample_live(), "live page history")
         self._warn_if_recent_alerts_exposed()
 
@@ -160,18 +167,20 @@ class Exporter:
     async def _stop_inputs(self) -> None:
         await asyncio.gather(*(part.stop() for part in self.inputs))
 
-    async def _expire_idle_series(self) -> None:
-        """The only place series expire: every half TTL (1 s to 1 min), whether scraped or not."""
-        interval = min(max(self.config.series.ttl / 2, 1.0), 60.0)
+    async def _sweep_series(self) -> None:
+        """The only place series expire, and where their recency is noted for eviction: every
+        half TTL (1 s to 1 min), or every 10 s without one, whether scraped or not."""
+        ttl = self.config.series.ttl
+        interval = min(max(ttl / 2, 1.0), 60.0) if ttl else _SWEEP_SECONDS
         while True:
             await asyncio.sleep(interval)
-            self.counter.expire_idle()
+            self.counter.sweep()
 
     async def _sample_live(self) -> None:
         """The live page's history, sampled whether anyone looks or not."""
         while True:
             await asyncio.sleep(live_page.REFRESH_SECONDS)
-            self.live.sample()
+            await self.live.sample_in_steps()
 
     def _warn_if_recent_alerts_exposed(self) -> None:
         """Output lines can carry secrets: say so when anyone on the network can read them."""
@@ -188,24 +197,56 @@ class Exporter:
         )
 
 
+def _fit_open_files(config: Config, log: Any) -> Config:  # noqa: ANN401 - a structlog logger
+    """The configuration, with the HTTP input's connection limit lowered if the process may
+    not open that many files (after raising its soft limit as far as allowed)."""
+    http_input = config.http_input
+    listeners = METRICS.max_connections + PROBES.max_connections + RESERVED
+    wanted = listeners + (http_input.max_connections if http_input else 0)
+    limit = open_files_limit(wanted)
+    if http_input is None or limit >= wanted:
+        return config
+    fitted = max(limit - listeners, 1)
+    log.error(
+        "too few file descriptors for --http-input-max-connections; lowered to fit",
+        open_files_limit=limit,
+        http_input_max_connections=fitted,
+        wanted=http_input.max_connections,
+        fix="raise the open files limit (ulimit -n), or lower --http-input-max-connections",
+    )
+    return dataclasses.replace(
+        config, http_input=dataclasses.replace(http_input, max_connections=fitted)
+    )
+
+
 def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
     """The counter of falco_events, with its label set, limits and a rate-limited fold log."""
     series = config.series
     folds = RateLimitedLog(structlog.get_logger("counter"), clock=clock)
 
-    def folded(limit: int, events_folded: int) -> None:
+    def folded(why: Fold, limits: SeriesLimits) -> None:
         folds.log(
-            "series limit",
+            ("series limit", why),
             logging.WARNING,
-            "series limit reached; new series are counted in overflow series",
-            max_series=limit,
-            events_folded=events_folded,
+            "series limit reached; new series are counted in folded series",
+            reason=why,
+            max_series=limits.max_series,
+            per_rule=limits.per_rule,
+            per_host=limits.per_host,
+            per_pod=limits.per_pod,
         )
 
+    limits = SeriesLimits(
+        max_series=series.max_series,
+        per_rule=series.per_rule,
+        per_host=series.per_host,
+        per_pod=series.per_pod,
+        max_label_length=series.max_label_length,
+        ttl=series.ttl,
+    )
     return EventCounter(
         build_label_set(series.drop_labels, dict(series.extra_labels), series.priority_name_label),
-        max_series=series.max_series,
-        series_ttl=series.ttl,
+        limits=limits,
         clock=clock,
         on_fold=folded,
     )

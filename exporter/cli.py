@@ -78,7 +78,9 @@ def build_parser() -> _Parser:
     )
     parser.add_argument("--version", action="version", version=f"falco-exporter {__version__}")
     for setting in SETTINGS:
+        # argparse formats help with %: a literal one (a share, "10%") is written %%.
         help_text = f"{setting.metadata['help']} (default: {shown_default(setting)})"
+        help_text = help_text.replace("%", "%%")
         if isinstance(setting.default, bool):
             parser.add_argument(
                 flag_name(setting.name),

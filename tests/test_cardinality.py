@@ -8,6 +8,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.cli import main
+from exporter.core.cardinality import TRUNCATED
 from exporter.simulator.server import SimulatedFalco
 from tests.support import (
     ExporterFor,
@@ -174,9 +175,9 @@ async def test_idle_series_vanish_after_the_ttl_while_active_ones_stay(
     assert await pod_counts() == {"active": 3.0, "idle": 1.0}  # a scrape never expires
     assert await after_a_sweep() == {"active": 3.0}  # idle for 10 minutes and 1 s: gone
     evicted = await scrape(port, "falco_exporter_series_evicted")
-    assert list(evicted.values()) == [1.0]
+    assert evicted == {labels(reason="ttl"): 1.0, labels(reason="room"): 0.0}
     evicted_events = await scrape(port, "falco_exporter_series_evicted_events")
-    assert list(evicted_events.values()) == [1.0]
+    assert evicted_events == {labels(reason="ttl"): 1.0, labels(reason="room"): 0.0}
 
     await post_lines(exporter, pods("idle"))  # it fires again: a new series from 1
     assert await pod_counts() == {"active": 3.0, "idle": 1.0}
@@ -185,8 +186,15 @@ async def test_idle_series_vanish_after_the_ttl_while_active_ones_stay(
 async def test_series_limit_folds_new_pods_and_loses_no_event(
     make_exporter: MakeExporter,
 ) -> None:
-    """--max-series 100 and 10,000 pods: never over 100 + overflow series; sum is exact."""
-    exporter = await make_exporter(http_input_address="127.0.0.1:0", max_series="100")
+    """--max-series 100 without budgets, 10,000 pods of 3 rules: never over 100 series of
+    their own, then one overflow series per rule; the sum is exact."""
+    exporter = await make_exporter(
+        http_input_address="127.0.0.1:0",
+        max_series="100",
+        max_series_per_rule="0",
+        max_series_per_host="0",
+        max_series_per_pod="0",
+    )
     port = exporter.main_http.port
     sent = 0
     for batch in range(20):
@@ -210,6 +218,106 @@ async def test_series_limit_folds_new_pods_and_loses_no_event(
     assert sorted(dict(key)["rule"] for key in overflow) == ["Rule 0", "Rule 1", "Rule 2"]
     assert all(dict(key)["k8s_ns_name"] == "__overflow__" for key in overflow)
     folded = await scrape(port, "falco_exporter_events_folded")
-    assert list(folded.values()) == [9_900.0]
+    assert folded[labels(reason="capacity")] == 9_900.0
+    assert sum(folded.values()) == 9_900.0
     count = await scrape(port, "falco_exporter_falco_events_series")
     assert list(count.values()) == [103.0]
+
+
+def alert(rule: str, priority: str, pod: str, host: str = "worker-1", ns: str = "apps") -> Any:
+    """One event of `rule` at `priority` from a pod."""
+    fields = {"k8s.ns.name": ns, "k8s.pod.name": pod}
+    return {**BASE, "rule": rule, "priority": priority, "hostname": host, "output_fields": fields}
+
+
+async def flood(exporter: Exporter, documents: list[dict[str, Any]]) -> None:
+    """Post a flood in bodies of 500 events."""
+    for start in range(0, len(documents), 500):
+        await post_lines(exporter, documents[start : start + 500])
+
+
+def pod_of(series: dict[Any, float], rule: str) -> list[str]:
+    """The pods of a rule's series on /metrics."""
+    return [dict(key)["k8s_pod_name"] for key in series if dict(key)["rule"] == rule]
+
+
+async def test_a_flood_confined_to_one_rule_folds_only_that_rule(
+    make_exporter: MakeExporter,
+) -> None:
+    """5,000 junk pods under one rule fill its budget (10% of 1,000); a real alert of another
+    rule keeps its pod, and the junk is one series that keeps its rule."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0", max_series="1000")
+    await flood(exporter, [alert("junk", "Critical", f"junk-{n}") for n in range(5000)])
+    await post_lines(exporter, [alert("Terminal shell in container", "Warning", "victim")])
+    series = await scrape(exporter.main_http.port)
+    assert pod_of(series, "Terminal shell in container") == ["victim"]
+    assert pod_of(series, "junk").count("__overflow__") == 1
+    assert len(pod_of(series, "junk")) == 101
+    folded = await scrape(exporter.main_http.port, "falco_exporter_events_folded")
+    assert folded[labels(reason="rule")] == 4900
+    assert sum(series.values()) == 5001
+
+
+async def test_a_flood_from_one_pod_folds_only_that_pod(make_exporter: MakeExporter) -> None:
+    """One pod posting 1,000 rules fills its budget (2% of 1,000: 20); another pod's alert of a
+    new rule keeps its labels, and the pod's overflow keeps the pod."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0", max_series="1000")
+    await flood(exporter, [alert(f"junk {n}", "Critical", "noisy") for n in range(1000)])
+    await post_lines(exporter, [alert("Curl", "Warning", "victim")])
+    series = await scrape(exporter.main_http.port)
+    assert pod_of(series, "Curl") == ["victim"]
+    folded = [dict(key) for key in series if dict(key)["rule"] == "__overflow__"]
+    assert [(key["k8s_pod_name"], key["priority"]) for key in folded] == [("noisy", "2")]
+    assert sum(series.values()) == 1001
+
+
+async def test_a_flood_of_lower_priority_makes_room_for_a_warning(
+    make_exporter: MakeExporter,
+) -> None:
+    """The limit full of Informational junk from everywhere: a Warning evicts the least
+    recently updated of it and keeps its pod; the evicted events stay accounted."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0", max_series="100")
+    junk = [
+        alert(f"junk {n}", "Informational", f"junk-{n}", host=f"node-{n % 50}", ns=f"ns-{n}")
+        for n in range(2000)
+    ]
+    await flood(exporter, junk)
+    await post_lines(exporter, [alert("Curl", "Warning", "victim", host="node-7")])
+    port = exporter.main_http.port
+    series = await scrape(port)
+    assert pod_of(series, "Curl") == ["victim"]
+    evicted = await scrape(port, "falco_exporter_series_evicted_events")
+    assert evicted[labels(reason="room")] == 1
+    assert sum(series.values()) + sum(evicted.values()) == 2001
+
+
+async def test_a_flood_of_rule_names_stays_bounded(make_exporter: MakeExporter) -> None:
+    """5,000 rule names at the highest priority: the series stay within the limit plus a few
+    overflow series, and every event is counted."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0", max_series="100")
+    await flood(
+        exporter,
+        [
+            alert(f"rule {n}", "Emergency", f"pod-{n}", host=f"h-{n}", ns=f"ns-{n}")
+            for n in range(5000)
+        ],
+    )
+    series = await scrape(exporter.main_http.port)
+    assert len(series) <= 100 + 10 + 8
+    assert sum(series.values()) == 5000
+    count = await scrape(exporter.main_http.port, "falco_exporter_falco_events_series")
+    assert list(count.values()) == [len(series)]
+
+
+async def test_long_values_are_cut_and_counted(make_exporter: MakeExporter) -> None:
+    """A 500 KB rule name and pod name cost what short ones do: cut to 256, marked, counted."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    for _ in range(3):  # each event alone is about 1 MB: one per request
+        await post_lines(exporter, [alert("R" * 500_000, "Warning", "p" * 500_000)])
+    [key] = await scrape(exporter.main_http.port)
+    values = dict(key)
+    assert values["rule"] == "R" * (256 - len(TRUNCATED)) + TRUNCATED
+    assert values["k8s_pod_name"] == "p" * (256 - len(TRUNCATED)) + TRUNCATED
+    cut = await scrape(exporter.main_http.port, "falco_exporter_label_values_truncated")
+    assert (cut[labels(label="rule")], cut[labels(label="k8s_pod_name")]) == (3, 3)
+    assert cut[labels(label="hostname")] == 0

@@ -243,7 +243,13 @@ def test_help_shows_defaults_as_the_readme_writes_them(
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: 2m)", "(default: 50ms)", "(default: 1MiB)", "(default: none)"):
+    for shown in (
+        "(default: 2m)",
+        "(default: 50ms)",
+        "(default: 1MiB)",
+        "(default: none)",
+        "(default: 10%)",
+    ):
         assert shown in text
     for python_form in ("(default: ())", "(default: 120.0)", "(default: False)", "1048576"):
         assert python_form not in text

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from exporter.core.cardinality import Removal, SeriesLimits
 from exporter.core.counter import EventCounter
 from exporter.core.labels import OVERFLOW_VALUE, build_label_set
 from exporter.exposition.falco_events import FalcoEventsText
@@ -38,18 +39,22 @@ def fast_thread_switches() -> Iterator[None]:
 
 @pytest.mark.usefixtures("fast_thread_switches")
 def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
-    """Two gRPC readers and the HTTP input count; the sweep expires; nothing lost or doubled."""
+    """Two gRPC readers and the HTTP input count at three priorities; the sweep expires, the
+    limit folds and evicts lower priorities for higher ones; nothing is lost or doubled."""
     clock = FakeClock()
-    counter = EventCounter(build_label_set(), max_series=60, series_ttl=1.0, clock=clock)
+    limits = SeriesLimits(max_series=60, per_pod=2, max_label_length=256, ttl=1.0)
+    counter = EventCounter(build_label_set(), limits=limits, clock=clock)
     http_input = HttpInputSite(counter.shard().add, 1 << 20)
     done = threading.Event()
     evicted_by_sweep = 0
     sweeps = 0
 
-    def grpc_reader(offset: int) -> None:
+    def grpc_reader(offset: int, priority: int) -> None:
         add = counter.shard().add
         messages = [
-            response(fields={"k8s.ns.name": "default", "k8s.pod.name": f"pod-{n}"})
+            response(
+                priority=priority, fields={"k8s.ns.name": "default", "k8s.pod.name": f"pod-{n}"}
+            )
             for n in range(PODS)
         ]
         for number in range(EVENTS_PER_READER):
@@ -63,27 +68,28 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
                 json.dumps(
                     {
                         "rule": "Terminal shell in container",
-                        "priority": "Notice",
+                        "priority": "Warning",
                         "output_fields": {"k8s.pod.name": f"pod-{(number + line) % PODS}"},
                     }
                 )
                 for line in range(EVENTS_PER_BODY)
             )
-            accepted, problems = http_input.ingest(body)
-            assert (accepted, problems) == (EVENTS_PER_BODY, [])
+            outcome = http_input.ingest(body)
+            assert (outcome.accepted, outcome.refused) == (EVENTS_PER_BODY, {})
 
     def sweeper() -> None:
         nonlocal evicted_by_sweep, sweeps
         while not done.is_set():
+            # Read before the totals: an eviction for room in between is then in the change.
+            evicted_events = sum(counter.stats.evicted_events.values())
             before = counter.totals()
-            evicted_events = counter.stats.evicted_events
             clock.now += 0.6
             counter.expire_idle()
             after = counter.totals()
             # A series gone was idle: it held what it held before the sweep (one that
             # came back at once is in `after` again, so `gone` can only fall short).
             gone = sum(count for key, count in before.items() if key not in after)
-            assert gone <= counter.stats.evicted_events - evicted_events
+            assert gone <= sum(counter.stats.evicted_events.values()) - evicted_events
             evicted_by_sweep += gone
             parse_metrics(
                 FalcoEventsText(counter).render()
@@ -91,8 +97,8 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
             sweeps += 1
 
     producers = [
-        threading.Thread(target=grpc_reader, args=(0,)),
-        threading.Thread(target=grpc_reader, args=(13,)),
+        threading.Thread(target=grpc_reader, args=(0, 6)),
+        threading.Thread(target=grpc_reader, args=(13, 5)),
         threading.Thread(target=http_sender),
     ]
     sweeping = threading.Thread(target=sweeper)
@@ -107,10 +113,12 @@ def test_every_event_is_accounted_for_while_series_expire_and_fold() -> None:
     sent = 2 * EVENTS_PER_READER + HTTP_BODIES * EVENTS_PER_BODY
     remaining = sum(counter.totals().values())
     assert sweeps > 10, "the sweep hardly ran beside the readers"
-    assert counter.stats.evicted > 0, "no series expired: the test proved nothing"
-    assert counter.stats.folded > 0, "no series folded: the limit was never reached"
+    stats = counter.stats
+    assert stats.evicted[Removal.TTL] > 0, "no series expired: the test proved nothing"
+    assert stats.evicted[Removal.ROOM] > 0, "nothing was evicted for a higher priority"
+    assert sum(stats.folded.values()) > 0, "no series folded: the limit was never reached"
     assert evicted_by_sweep > 0
-    assert remaining + counter.stats.evicted_events == sent
+    assert remaining + sum(stats.evicted_events.values()) == sent
     families = parse_metrics(FalcoEventsText(counter).render())["falco_events"]
     assert sum(families.values()) == remaining
     unfolded = [key for key in families if dict(key)["k8s_pod_name"] != OVERFLOW_VALUE]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from exporter.core.cardinality import TRUNCATED
 from exporter.settings.choices import Transport
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.server import SimulatedFalco
@@ -78,7 +79,8 @@ async def test_sample_events_become_go_exporter_series(
 async def test_odd_values_keep_their_labels(
     falco: SimulatedFalco, exporter_for: ExporterFor
 ) -> None:
-    """Quotes, backslashes, newlines, non-ASCII, long and missing values survive to /metrics."""
+    """Quotes, backslashes, newlines, non-ASCII and missing values survive to /metrics; a
+    10,000-character value is cut to --max-label-length (256), marked as cut."""
     long_rule = "R" * 10_000
     falco.publish(
         [
@@ -126,7 +128,7 @@ async def test_odd_values_keep_their_labels(
         labels(
             **{
                 **common,
-                "rule": long_rule,
+                "rule": long_rule[: 256 - len(TRUNCATED)] + TRUNCATED,
                 "priority": "7",
                 "tags": ",,",
                 "k8s_ns_name": "<NA>",

@@ -106,6 +106,29 @@ async def test_batch_with_one_bad_line_counts_the_good_ones(http_exporter: Expor
     assert await total_events(http_exporter.main_http.port) == 3
 
 
+async def test_a_body_of_mostly_garbage_is_given_up_but_scattered_bad_lines_are_not(
+    http_exporter: Exporter,
+) -> None:
+    """Garbage that outnumbers the events stops being parsed after 100 bad lines (the
+    events before it still count); 150 bad lines among 1,500 events lose no event."""
+    good = json.dumps(EVENT)
+    mostly_garbage = "\n".join((["x"] * 9 + [good]) * 50)  # 450 bad lines, 50 events
+    status, text = await post(input_url(http_exporter), mostly_garbage)
+    answer = json.loads(text)
+    assert status == 400
+    # The 100th bad line is line 111 (11 groups of ten lines, and the first of the 12th).
+    assert (answer["gave_up_at_line"], answer["accepted"]) == (111, 11)
+    port = http_exporter.main_http.port
+    assert await total_events(port) == 11
+
+    scattered = "\n".join(([good] * 10 + ["x"]) * 150)  # 150 bad lines, 1,500 events
+    status, text = await post(input_url(http_exporter), scattered)
+    answer = json.loads(text)
+    assert (status, answer["accepted"], "gave_up_at_line" in answer) == (400, 1500, False)
+    assert answer["more_rejected"] == 150 - len(answer["rejected"])
+    assert await total_events(port) == 11 + 1500
+
+
 async def test_gzip_and_typed_fields_as_falco_sends_them(http_exporter: Exporter) -> None:
     """Compressed bodies, priority names in any case, `Info`, null and number fields."""
     documents = [

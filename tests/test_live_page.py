@@ -19,6 +19,7 @@ import pytest
 
 from exporter.core.counter import EventCounter
 from exporter.core.event import FalcoEvent
+from exporter.serve import live_page
 from exporter.serve.live import MINUTES, LiveView
 from tests.support import (
     EVENT,
@@ -173,7 +174,7 @@ async def test_recent_alerts_are_opt_in_and_never_on_metrics(
     assert warning["level"] == "warning"
 
 
-def test_the_history_has_a_fixed_ceiling() -> None:
+async def test_the_history_has_a_fixed_ceiling() -> None:
     """Seventy minutes of alerts: 60 buckets kept, each minute's count by priority exact."""
     clock = FakeClock()
     clock.now = 1_800_000_000.0
@@ -185,8 +186,44 @@ def test_the_history_has_a_fixed_ceiling() -> None:
             add(FalcoEvent("r", 4, "syscall", "h", (), {}))
         view.sample()
         clock.now += 60
-    state = view.state()
+    state = await view.state()
     assert len(state.minutes) == MINUTES
     warnings = [counts[4] for _, counts in state.minutes]
     assert warnings[:-1] == [minute % 5 + 1 for minute in range(11, 70)]
     assert warnings[-1] == 0  # the current minute: nothing since the last sample
+
+
+async def test_the_table_shows_the_top_rows_of_many_and_says_so() -> None:
+    """5,000 series: the 200 most recent rows, the total, and the rows ordered by recency."""
+    clock = FakeClock()
+    counter = EventCounter()
+    view = LiveView(counter, clock=clock)
+    add = counter.shard().add
+    for number in range(5000):
+        add(FalcoEvent(f"rule {number}", 4, "syscall", "h", (), {}))
+        if number % 1000 == 999:
+            await view.sample_in_steps()
+            clock.now += 10
+    state = await view.state()
+    assert (len(state.rows), state.series) == (200, 5000)
+    assert {row.rule for row in state.rows} == {f"rule {n}" for n in range(4800, 5000)}
+    assert "the 200 most recent of 5000" in live_page.table(state)
+
+
+async def test_junk_rules_of_low_priority_cannot_push_out_a_new_warning() -> None:
+    """3,000 new Debug rules, then a Warning rule, then 3,000 more: the Warning rule is
+    still among the rules seen for the first time, first."""
+    counter = EventCounter()
+    view = LiveView(counter)
+    add = counter.shard().add
+    for number in range(3000):
+        add(FalcoEvent(f"junk {number}", 7, "syscall", "h", (), {}))
+    view.sample()
+    add(FalcoEvent("Curl", 4, "syscall", "h", (), {}))
+    view.sample()
+    for number in range(3000, 6000):
+        add(FalcoEvent(f"junk {number}", 7, "syscall", "h", (), {}))
+    view.sample()
+    state = await view.state()
+    assert state.new_rules[0][0] == "Curl"
+    assert len(state.new_rules) == 2000

@@ -2,17 +2,18 @@
 
 Per event the work is: build the label tuple, take the producer's own shard lock
 (uncontended but for a sweep or a scrape copying that shard), add one. No clock. Only a
-series' first event takes the slow path: register the series (its label values interned),
-or fold it into an overflow series when the series limit is reached. Series that stopped
-growing are found by comparing totals between sweeps, so the TTL costs nothing per event
-either. How the series are written out is the exposition layer's business
-(exporter/exposition/falco_events.py); the counter only counts.
+series' first event in a shard takes the slow path: the cardinality policy places it
+(cardinality.py: its own series, a folded one, or room made by evicting another), holding
+every lock, so that no increment lands on a series while it is evicted. Series that
+stopped growing are found by comparing totals between sweeps, so the TTL, and the recency
+that eviction needs, cost nothing per event either. How the series are written out is the
+exposition layer's business (exporter/exposition/falco_events.py); the counter only counts.
 
 Lock order, everywhere: shard locks first (several: in the order of `_shards`), the
-counter's lock last. Taking them the other way round deadlocks a producer that registers
-a series against a sweep. Only the periodic sweep (`expire_idle`) removes series, and it
-does so holding every shard lock, so no increment can land between its check and its
-removal; `totals` only reads.
+counter's lock last. The slow path holds no shard lock when it takes them all; it then
+counts under its own shard lock only if the series it was given is still registered (an
+eviction in between sends it round again). Only the slow path and the periodic sweep
+remove series, each holding every lock; `totals` only reads.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from exporter.core.cardinality import (
+    Admission,
+    CardinalityStats,
+    Fold,
+    Placement,
+    Removal,
+    SeriesLimits,
+)
 from exporter.core.event import Event, EventSink
 from exporter.core.labels import LabelKey, LabelSet, build_label_set
 
-# Called, with the counter's lock held, each time an event is folded: (limit, folded so far).
-FoldObserver = Callable[[int, int], None]
+# Called, with the counter's locks held, for each folded event: (why, the limits).
+FoldObserver = Callable[[Fold, SeriesLimits], None]
 
 
 @dataclass(frozen=True)
@@ -38,17 +47,6 @@ class Shard:
     add: EventSink
     counts: dict[LabelKey, int]
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass
-class CardinalityStats:
-    """What the series limit and TTL did, for the self-metrics."""
-
-    evicted: int = 0
-    evicted_events: int = 0
-    folded: int = 0
-    limit: int = 0
-    ttl: float = 0.0
 
 
 @dataclass
@@ -64,23 +62,22 @@ class EventCounter:
         self,
         label_set: LabelSet | None = None,
         *,
-        max_series: int = 0,
-        series_ttl: float = 0.0,
+        limits: SeriesLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_fold: FoldObserver | None = None,
     ) -> None:
         """`on_fold` hears of every folded event (to log it, rate-limited, elsewhere)."""
         self._labels = label_set or build_label_set()
-        self._max_series = max_series
+        self.limits = limits or SeriesLimits()
         self._clock = clock
         self._on_fold = on_fold
-        self._series: set[LabelKey] = set()
-        self._overflow: set[LabelKey] = set()
+        self.stats = CardinalityStats(limit=self.limits.max_series, ttl=self.limits.ttl)
+        self._admission = Admission(self._labels.names, self.limits)
+        self._series = self._admission.series  # read without a lock on the fast path
         self._shards: list[Shard] = []
         self._retired: dict[LabelKey, int] = {}
         self._lock = threading.Lock()
         self._seen: dict[LabelKey, _Seen] = {}  # per series, as the last sweep saw it
-        self.stats = CardinalityStats(limit=max_series, ttl=series_ttl)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -93,16 +90,21 @@ class EventCounter:
         lock = threading.Lock()
         label_values = self._labels.values
         admit = self._admit
+        series = self._series
 
         def add(event: Event) -> None:
             key = label_values(event)
             with lock:
                 count = counts.get(key)
-                if count is None:
-                    key = admit(key)  # takes the counter's lock: shard lock first, as everywhere
-                    counts[key] = counts.get(key, 0) + 1
-                else:
+                if count is not None:
                     counts[key] = count + 1
+                    return
+            while True:  # the slow path: a series new to this shard
+                placed = admit(key)
+                with lock:
+                    if placed in series:  # not evicted since it was placed
+                        counts[placed] = counts.get(placed, 0) + 1
+                        return
 
         shard = Shard(add, counts, lock)
         with self._lock:
@@ -117,38 +119,52 @@ class EventCounter:
                 self._retired[key] = self._retired.get(key, 0) + count
             shard.counts.clear()
 
-    def _admit(self, key: LabelKey) -> LabelKey:
-        """A key new to a shard: the registered key to count under, or its overflow key."""
-        if key in self._series:
-            return key
+    def _admit(self, raw: LabelKey) -> LabelKey:
+        """The key to count a series' first event (in a shard) under, placed by the policy.
+
+        A key that goes to a series already there needs only the counter's lock; one that
+        must be registered, or evict another, takes every lock.
+        """
+        if raw in self._series:
+            return raw
+        admission = self._admission
         with self._lock:
-            if key in self._series:
-                return key
-            if self._max_series and len(self._series) - len(self._overflow) >= self._max_series:
-                return self._fold(key)
-            return self._register(key)
+            key, cut = admission.truncated(raw)
+            placement = Placement(key) if key in self._series else admission.place(key)
+            if placement.victim is None and placement.key in self._series:
+                self._record(cut, placement.fold)
+                return placement.key
+        with self._all_locks() as holders:
+            key, cut = admission.truncated(raw)
+            placement = Placement(key) if key in self._series else admission.place(key)
+            if placement.victim is not None:
+                self._remove(placement.victim, holders, Removal.ROOM)
+            placed = placement.key
+            if placed not in self._series:
+                placed = tuple(sys.intern(value) for value in placed)
+                admission.register(placed, placement)
+            self._record(cut, placement.fold)
+            return placed
 
-    def _register(self, key: LabelKey, *, overflow: bool = False) -> LabelKey:
-        """Record a new series (lock held); label values are interned to share memory."""
-        key = tuple(sys.intern(value) for value in key)
-        self._series.add(key)
-        if overflow:
-            self._overflow.add(key)
-        return key
+    def _record(self, cut: tuple[str, ...], fold: Fold | None) -> None:
+        """Count what the placement did (the counter's lock held)."""
+        for name in cut:
+            self.stats.truncated[name] += 1
+        if fold is not None:
+            self.stats.folded[fold] += 1
+            if self._on_fold is not None:
+                self._on_fold(fold, self.limits)
 
-    def _fold(self, key: LabelKey) -> LabelKey:
-        """Past the series limit: count the event in its overflow series (lock held)."""
-        self.stats.folded += 1
-        folded = self._labels.overflow_key(key)
-        if folded not in self._series:
-            folded = self._register(folded, overflow=True)
-        if self._on_fold is not None:
-            self._on_fold(self._max_series, self.stats.folded)
-        return folded
+    def _remove(self, key: LabelKey, holders: list[dict[LabelKey, int]], why: Removal) -> None:
+        """Take a series out of every shard (every lock held); its events stay accounted."""
+        events = sum(counts.pop(key, 0) for counts in holders)
+        self._admission.forget(key)  # its sweep record goes at the next sweep (that thread's)
+        self.stats.evicted[why] += 1
+        self.stats.evicted_events[why] += events
 
     @property
     def series_count(self) -> int:
-        """How many `falco_events` series exist now, overflow series included."""
+        """How many `falco_events` series exist now, folded series included."""
         return len(self._series)
 
     def totals(self) -> dict[LabelKey, int]:
@@ -166,47 +182,48 @@ class EventCounter:
                 totals[key] = totals.get(key, 0) + count
         return totals
 
-    def expire_idle(self) -> int:
-        """Remove series whose count has not grown for the TTL; returns how many went.
+    def sweep(self) -> int:
+        """Note which series grew (their recency, for eviction) and remove those that have
+        not grown for the TTL; returns how many went.
 
         The periodic sweep calls it, never a scrape. A series is idle from the first sweep
         that saw its current total; the first sweep after the TTL removes it. Candidates are
         found without stopping the producers; the removal re-checks them holding every
-        shard lock, so a series counted in the meantime stays, with nothing lost.
+        lock, so a series counted in the meantime stays, with nothing lost.
         """
-        ttl = self.stats.ttl
-        if not ttl:
-            return 0
-        now = self._clock()
-        seen = self._seen
+        ttl, now, seen = self.limits.ttl, self._clock(), self._seen  # the sweep's alone
         totals = self.totals()
+        grown: list[LabelKey] = []
         idle: list[LabelKey] = []
         for key, total in totals.items():
             previous = seen.get(key)
             if previous is None or previous.total != total:
                 seen[key] = _Seen(total, now)
-            elif now - previous.changed_at >= ttl:
+                grown.append(key)
+            elif ttl and now - previous.changed_at >= ttl:
                 idle.append(key)
         for key in [key for key in seen if key not in totals]:
-            del seen[key]  # gone with a retired shard's reset, or never counted again
+            del seen[key]  # gone with a retired shard's reset, or evicted
+        with self._lock:
+            for key in grown:
+                self._admission.touched(key)
         if not idle:
             return 0
+        evicted = 0
         with self._all_locks() as holders:
-            evicted = 0
             for key in idle:
                 current = sum(counts.get(key, 0) for counts in holders)
-                if current != seen[key].total:
-                    seen[key] = _Seen(current, now)
+                known = seen.get(key)
+                if known is None or current != known.total:
+                    if known is not None:
+                        seen[key] = _Seen(current, now)
                     continue
-                for counts in holders:
-                    counts.pop(key, None)
-                self._series.discard(key)
-                self._overflow.discard(key)
+                self._remove(key, holders, Removal.TTL)
                 del seen[key]
                 evicted += 1
-                self.stats.evicted_events += current
-            self.stats.evicted += evicted
         return evicted
+
+    expire_idle = sweep  # what the TTL's callers have called it
 
     @contextlib.contextmanager
     def _all_locks(self) -> Iterator[list[dict[LabelKey, int]]]:

@@ -1,8 +1,9 @@
 """The label set of `falco_events`: fixed once at start-up, then one function per event.
 
-The default is exactly the Go exporter's. Users may drop labels, add `priority_name`,
-and add labels from output fields. Since the set is fixed before the first event,
-no event can produce a series with another set of labels.
+The default is exactly the Go exporter's (docs/falco-wire-contract.md#go-exporter-metric).
+Users may drop labels, add `priority_name`, and add labels from output fields. Since the
+set is fixed before the first event, no event can produce a series with another set of
+labels.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "k8s_pod_name",
 )
 PRIORITY_NAME_LABEL = "priority_name"
-# Labels whose values are unbounded (one per pod, namespace or field value): the series
-# limit folds them into OVERFLOW_VALUE. Extra labels from output fields are too.
-HIGH_CARDINALITY = frozenset({"k8s_ns_name", "k8s_pod_name"})
+# What a folded series has in place of the values it does not keep (core/cardinality.py).
 OVERFLOW_VALUE = "__overflow__"
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -99,17 +98,10 @@ def label_name_problem(name: str, taken: Sequence[str]) -> str | None:
 
 @dataclass(frozen=True)
 class LabelSet:
-    """Names in key order, the function giving an event's values, and what overflow folds."""
+    """Names in key order, and the function giving an event's values."""
 
     names: tuple[str, ...]
     values: LabelValues
-    folded: tuple[bool, ...]
-
-    def overflow_key(self, key: LabelKey) -> LabelKey:
-        """The key with every high-cardinality value replaced by OVERFLOW_VALUE."""
-        return tuple(
-            OVERFLOW_VALUE if fold else value for value, fold in zip(key, self.folded, strict=True)
-        )
 
 
 def build_label_set(
@@ -123,15 +115,14 @@ def build_label_set(
     if with_priority_name:
         names.append(PRIORITY_NAME_LABEL)
     names.extend(extra)
-    folded = tuple(name in HIGH_CARDINALITY or name in extra for name in names)
     if names == list(DEFAULT_LABELS):
-        return LabelSet(DEFAULT_LABELS, go_exporter_labels, folded)
+        return LabelSet(DEFAULT_LABELS, go_exporter_labels)
     getters = [_BUILTIN[name] if name in _BUILTIN else _field_getter(extra[name]) for name in names]
 
     def values(event: Event) -> LabelKey:
         return tuple([getter(event) for getter in getters])
 
-    return LabelSet(tuple(names), values, folded)
+    return LabelSet(tuple(names), values)
 
 
 def _field_getter(field: str) -> Callable[[Event], str]:

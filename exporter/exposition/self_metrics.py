@@ -27,17 +27,30 @@ _SERIES = FamilySpec(
 )
 _LIMIT = FamilySpec(f"{PREFIX}series_limit", Kind.GAUGE, "The --max-series setting (0: no limit).")
 _EVICTED = FamilySpec(
-    f"{PREFIX}series_evicted", Kind.COUNTER, "falco_events series removed after --series-ttl idle."
+    f"{PREFIX}series_evicted",
+    Kind.COUNTER,
+    "falco_events series removed, by reason: ttl (idle for --series-ttl), room (evicted for "
+    "a series of higher priority at --max-series).",
+    ("reason",),
 )
 _EVICTED_EVENTS = FamilySpec(
     f"{PREFIX}series_evicted_events",
     Kind.COUNTER,
-    "Events that were counted in falco_events series since removed by --series-ttl.",
+    "Events that were counted in falco_events series since removed, by reason.",
+    ("reason",),
 )
 _FOLDED = FamilySpec(
     f"{PREFIX}events_folded",
     Kind.COUNTER,
-    "Events counted in an overflow series because --max-series was reached.",
+    "Events counted in a folded series, by reason: rule, host or pod (its budget of series "
+    "was full), capacity (--max-series reached, nothing of lower priority to evict).",
+    ("reason",),
+)
+_TRUNCATED = FamilySpec(
+    f"{PREFIX}label_values_truncated",
+    Kind.COUNTER,
+    "Label values cut to --max-label-length, by label (counted per event).",
+    ("label",),
 )
 _BUILD = FamilySpec(
     f"{PREFIX}build_info",
@@ -61,9 +74,16 @@ class SelfMetrics:
         stats = self._counter.stats
         families.add(_SERIES, (), self._counter.series_count)
         families.add(_LIMIT, (), stats.limit)
-        families.add(_EVICTED, (), stats.evicted)
-        families.add(_EVICTED_EVENTS, (), stats.evicted_events)
-        families.add(_FOLDED, (), stats.folded)
+        for spec, counts in (
+            (_EVICTED, stats.evicted),
+            (_EVICTED_EVENTS, stats.evicted_events),
+            (_FOLDED, stats.folded),
+        ):
+            for reason, count in sorted(counts.items()):
+                families.add(spec, (reason,), count)
+        truncated = families.family(_TRUNCATED)
+        for label in self._counter.label_names:
+            truncated.add((label,), stats.truncated[label])
         families.add(_BUILD, (__version__, platform.python_version(), _loaded_version("grpc")), 1)
 
     def render(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Iterable
 
@@ -30,6 +31,17 @@ def sample_prefix(name: str, labels: Iterable[tuple[str, str]]) -> str:
     """`name{a="x",b="y"} ` with labels sorted by name, ready for the value to follow."""
     body = ",".join(f'{key}="{escape_label_value(value)}"' for key, value in sorted(labels))
     return f"{name}{{{body}}} "
+
+
+async def gzip_in_steps(parts: list[bytes]) -> bytes:
+    """gzip_body of the parts joined, compressing one part per turn of the event loop."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = []
+    for part in parts:
+        out.append(compressor.compress(part))
+        await asyncio.sleep(0)
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def gzip_body(body: bytes) -> bytes:

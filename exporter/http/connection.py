@@ -1,106 +1,163 @@
-"""One client connection of the HTTP server: httptools' callbacks fill a request, and its
-last byte answers it, with no task and no copy between the socket and the site.
+"""One client connection of the HTTP server: bytes in, through TLS when the listener has it,
+to the request reader; each whole request to the site; its answer out, in order.
 
-What a connection owes a sender it does not trust:
-- a body larger than the limit is refused from its Content-Length, before it is read;
-- a request whose headers or body do not arrive within the read timeout is answered
-  408 and closed (the server's sweep calls `check_timeouts`);
-- a keep-alive connection idle for the idle timeout is closed;
-- anything the parser refuses (bad lengths, garbage) is answered 400 and closed;
-- `Expect: 100-continue` (libcurl sends it for large bodies) is honoured.
+What a connection owes a sender it does not trust (limits.py has the numbers):
+- the head and the body are bounded as they are read (request_reader.py), and each phase
+  has its timeout (applied by the server's sweep: 408 for a request that started);
+- every early answer reaches the client: the write side is shut, and what the client still
+  sends is read and discarded, bounded in bytes and time, before the close (as nginx's
+  lingering close does), so no reset destroys the answer;
+- a site may answer later (an awaitable): reading pauses, and requests already parsed
+  behind it wait their turn, so answers keep their order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol, cast
+from collections import deque
+from typing import cast
 
 import httptools
-from structlog.typing import FilteringBoundLogger
 
-from exporter.http.messages import Answer, Refusal, Request, Site, encode_answer
+from exporter.http.connection_state import Phase, ServerSide
+from exporter.http.messages import Answer, Refusal, Request, encode_answer
+from exporter.http.request_reader import RequestReader
+from exporter.http.tls_session import (
+    HandshakeFailed,
+    HandshakeFailure,
+    TlsSession,
+    looks_like_plain_http,
+)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL_ERROR = Answer(500, b"internal error; see the exporter's log\n", b"text/plain")
-
-
-class ServerSide(Protocol):
-    """What a connection reads of its server."""
-
-    site: Site
-    encoded_constants: dict[int, bytes]
-    connections: set[Connection]
-    stopping: bool
-    log: FilteringBoundLogger
-
-    def forget(self, connection: Connection) -> None:
-        """A connection closed."""
+_PLAIN_HTTP = Answer(
+    400, b"this port speaks TLS: use an https:// URL\n", b"text/plain; charset=utf-8"
+)
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: parser callbacks fill a request, its last byte answers it."""
+    """One client connection."""
 
-    def __init__(self, server: ServerSide) -> None:
+    def __init__(self, server: ServerSide, tls: TlsSession | None) -> None:
         self._server = server
         self._site = server.site
-        self._max_body = server.site.max_body
+        self._limits = server.limits
         self._encoded = server.encoded_constants
         self._server_header = server.site.server_header
+        self._moved = server.moved
+        self._idle = server.idle
+        self._tls = tls
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
-        self._peer = ""
-        self._closing = False
-        self.in_request = False
+        self._reader: RequestReader | None = None
+        self.peer = ""
+        self.peer_host = ""
+        self.phase = Phase.FRESH
+        self.busy = False  # a site answers the current request later; reading is paused
         self.since = time.monotonic()
-        self._reset()
+        self._answering: Request | None = None  # the request a later answer is for
+        self._waiting: deque[Request] = deque()  # parsed behind a later answer
+        self._unfed = b""  # read while busy, parsed once the later answer is sent
+        self._lingered = 0
 
-    def _reset(self) -> None:
-        self._url = b""
-        self._content_type = b""
-        self._content_encoding = b""
-        self._accept_encoding = b""
-        self._expect_continue = False
-        self._declared_length = 0
-        self._body: list[bytes] = []
-        self._size = 0
+    def _move(self, phase: Phase) -> None:
+        self.phase, self.since = phase, time.monotonic()
+        self._moved(self)
+
+    @property
+    def open(self) -> bool:
+        """Not closed yet."""
+        return self.phase is not Phase.CLOSED
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Track the connection so timeouts and shutdown can reach it."""
+        """Admitted, or refused at the listener's limits."""
         # uvloop's transports have the methods of asyncio.Transport, not the class.
         self._transport = cast("asyncio.Transport", transport)
         peer = transport.get_extra_info("peername")
-        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
-        self._server.connections.add(self)
+        self.peer_host = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else self.peer_host
+        self._reader = RequestReader(self, self._site.max_body, self.peer)
+        if not self._server.admit(self):
+            self.phase = Phase.CLOSED
+            self._transport.abort()  # refused at once: nothing was read, nothing is owed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """A client that leaves in the middle of a request is counted as `incomplete`."""
+        """The connection is gone."""
+        self._left()
+        self.phase = Phase.CLOSED
         self._server.forget(self)
-        if self.in_request and not self._closing:
-            self._site.refuse(Refusal.INCOMPLETE, "connection closed mid-request", self._peer)
-        self._closing = True
+
+    def eof_received(self) -> bool | None:
+        """The client shut its side: a lingering close is done, anything else closes too."""
+        self._left()
+        self.close()
+        return None
+
+    def _left(self) -> None:
+        """A client that leaves in the middle of a request is counted as incomplete."""
+        if self.phase is Phase.READING:
+            self.phase = Phase.CLOSED
+            self._server.refused(Refusal.INCOMPLETE)
+            self._site.refuse(Refusal.INCOMPLETE, "connection closed mid-request", self.peer)
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; what it refuses is answered 400 and the connection closed."""
-        if self._closing:
+        """Bytes from the client: through TLS, then to the request reader."""
+        phase = self.phase
+        if phase is Phase.CLOSED:
             return
+        if phase is Phase.LINGERING:
+            self._lingered += len(data)
+            if self._lingered > self._limits.linger_bytes:
+                self.close()
+            return
+        if self._tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
+        elif phase is Phase.FRESH:
+            self._move(Phase.IDLE)
+        self._feed(data)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        tls = self._tls
+        assert tls is not None
+        if self.phase is Phase.FRESH:
+            if looks_like_plain_http(data):
+                failure = HandshakeFailed(HandshakeFailure.PLAIN_HTTP, "plain HTTP on a TLS port")
+                self._server.handshake_failed(failure, self.peer)
+                self._write(encode_answer(_PLAIN_HTTP, close=True), raw=True)
+                self._linger()
+                return b""
+            self._move(Phase.HANDSHAKE)
         try:
-            self._parser.feed_data(data)
+            plain = tls.receive(data)
+        except HandshakeFailed as failure:
+            self._write(tls.pending(), raw=True)  # the alert that tells the client why
+            self._server.handshake_failed(failure, self.peer)
+            self.close()
+            return b""
+        self._write(tls.pending(), raw=True)
+        if self.phase is Phase.HANDSHAKE and tls.established:
+            self._move(Phase.IDLE)
+        if tls.peer_closed:
+            self.close()
+        return plain
+
+    def _feed(self, data: bytes) -> None:
+        if self.busy:
+            self._unfed += data
+            return
+        assert self._reader is not None
+        try:
+            self._unfed += self._reader.feed(data)
         except httptools.HttpParserCallbackError:
             # Our own code failed, not the client: say so in the log, never as a 400.
-            self._server.log.exception("failed on a request", peer=self._peer)
-            if self._transport is not None:
-                self._transport.write(
-                    encode_answer(_INTERNAL_ERROR, close=True, server_header=self._server_header)
-                )
+            self._server.log.exception("failed on a request", peer=self.peer)
+            self._write(encode_answer(_INTERNAL_ERROR, True, self._server_header))
             self.close()
-        except httptools.HttpParserUpgrade:
-            self.refuse(Refusal.MALFORMED_REQUEST, "protocol upgrades are not supported")
-        except httptools.HttpParserError as error:
-            if not self._closing:
-                self.refuse(Refusal.MALFORMED_REQUEST, f"malformed HTTP request: {error}")
 
     def pause_writing(self) -> None:
         """A client that does not read its answers stops being read."""
@@ -109,114 +166,135 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         """Its answers drained: read it again."""
-        if self._transport is not None and not self._closing:
+        if self._transport is not None and self.open and not self.busy:
             self._transport.resume_reading()
 
-    # httptools callbacks
+    # what the request reader tells
 
-    def on_message_begin(self) -> None:
+    @property
+    def reading(self) -> bool:
+        """Whether requests are still read (not refused, closed or waiting on a site)."""
+        return self.phase not in (Phase.CLOSED, Phase.LINGERING) and not self.busy
+
+    def request_began(self) -> None:
         """A request starts: its read timeout runs from here."""
-        self.in_request = True
-        self.since = time.monotonic()
+        self.phase, self.since = Phase.READING, time.monotonic()
+        self._idle.pop(self, None)
 
-    def on_url(self, url: bytes) -> None:
-        """The target arrives in pieces."""
-        self._url += url
+    def continue_wanted(self) -> None:
+        """libcurl asks before sending a large body."""
+        self._write(_CONTINUE)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Keep only the headers the input reads."""
-        lowered = name.lower()
-        if lowered == b"content-type":
-            self._content_type = value
-        elif lowered == b"content-encoding":
-            self._content_encoding = value
-        elif lowered == b"accept-encoding":
-            self._accept_encoding = value
-        elif lowered == b"expect":
-            self._expect_continue = value.lower() == b"100-continue"
-        elif lowered == b"content-length" and value.isdigit():
-            self._declared_length = int(value)  # the parser itself refuses a bad one
+    def request_read(self, request: Request) -> None:
+        """Answer now, or after the later answer in progress."""
+        self.phase, self.since = Phase.IDLE, time.monotonic()
+        if self.busy:
+            self._waiting.append(request)  # parsed in the same slice as a later answer's
+        else:
+            self._idle[self] = None
+            self._serve(request)
 
-    def on_headers_complete(self) -> None:
-        """Refuse a declared body over the limit before reading it; else invite it."""
-        if self._declared_length > self._max_body:
-            self.refuse(Refusal.TOO_LARGE, f"body larger than {self._max_body} bytes")
-            return
-        if self._expect_continue and self._transport is not None:
-            self._transport.write(_CONTINUE)
+    # answering
 
-    def on_body(self, body: bytes) -> None:
-        """Collect the body, refusing it as soon as it passes the limit."""
-        if self._closing:
-            return
-        self._size += len(body)
-        if self._size > self._max_body:
-            self.refuse(Refusal.TOO_LARGE, f"body larger than {self._max_body} bytes")
-            return
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        """The whole request is here: count its events and answer at once."""
-        if self._closing:
-            return
-        self.in_request = False
-        self.since = time.monotonic()
-        method = self._parser.get_method()
-        request = Request(
-            method=method,
-            path=self._url,
-            content_type=self._content_type,
-            content_encoding=self._content_encoding,
-            body=b"".join(self._body),
-            peer=self._peer,
-            accept_encoding=self._accept_encoding,
-        )
-        self._reset()
-        answer = self._site.handle(request)
-        keep_alive = self._parser.should_keep_alive() and not self._server.stopping
-        assert self._transport is not None
-        if keep_alive:
-            encoded = self._encoded.get(id(answer))
-            if encoded is not None and method != b"HEAD":
-                self._transport.write(encoded)
+    def _serve(self, request: Request) -> None:
+        """Answer `request`, and those parsed behind it, until one is answered later (the
+        hot path of every POST from Falco: its answer is usually encoded once, at start)."""
+        while True:
+            result = self._site.handle(request)
+            if not isinstance(result, Answer):
+                self.busy, self._answering = True, request
+                if self._transport is not None:
+                    self._transport.pause_reading()
+                self._moved(self)
+                self._server.later(result, self)
                 return
-        self._transport.write(
-            encode_answer(
-                answer,
-                close=not keep_alive,
-                server_header=self._server_header,
-                head=method == b"HEAD",
-            )
+            if not self._send(request, result) or not self._waiting:
+                return
+            request = self._waiting.popleft()
+
+    def deliver(self, answer: Answer) -> None:
+        """A later answer is ready: send it, then carry on with what waited behind it."""
+        request = self._answering
+        if not self.busy or request is None or not self.open:
+            return  # the connection closed meanwhile
+        self.busy, self._answering = False, None
+        self.since = time.monotonic()
+        self._server.moved(self)
+        if not self._send(request, answer):
+            return
+        if self._waiting:
+            self._serve(self._waiting.popleft())
+        if self.busy or not self.open:
+            return
+        if self._transport is not None:
+            self._transport.resume_reading()
+        unfed, self._unfed = self._unfed, b""
+        if unfed:
+            self._feed(unfed)
+
+    def _send(self, request: Request, answer: Answer) -> bool:
+        """Write one answer; False once the connection is closing."""
+        keep_alive = request.keep_alive and not self._server.stopping
+        head = request.method == b"HEAD"
+        encoded = self._encoded.get(id(answer)) if keep_alive and not head else None
+        self._write(
+            encoded or encode_answer(answer, not keep_alive, self._server_header, head=head)
         )
         if not keep_alive:
             self.close()
+            return False
+        return True
+
+    def _write(self, data: bytes, *, raw: bool = False) -> None:
+        """Write an answer, encrypted on a TLS listener; `raw` bytes are TLS's own."""
+        transport = self._transport
+        if self._tls is not None and not raw:
+            data = self._tls.encrypt(data)
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     # the server's controls
 
     def refuse(self, reason: Refusal, detail: str) -> None:
-        """Count the refusal, answer it, and close: the rest of the stream is not trusted."""
-        if self._closing:
+        """Count the refusal, answer it, and close lingering: the rest is not trusted."""
+        if self.phase in (Phase.CLOSED, Phase.LINGERING):
             return
-        answer = self._site.refuse(reason, detail, self._peer)
-        if self._transport is not None and answer is not None:
-            self._transport.write(
-                encode_answer(answer, close=True, server_header=self._server_header)
-            )
-        self.close()
+        self._server.refused(reason)
+        answer = self._site.refuse(reason, detail, self.peer)
+        if answer is not None:
+            self._write(encode_answer(answer, close=True, server_header=self._server_header))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Shut the write side after the answer, and drain the client for a bounded while."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self.phase = Phase.CLOSED
+            return
+        if self._tls is not None and self._tls.established:
+            self._write(self._tls.close_notify(), raw=True)
+        self._waiting.clear()
+        self._move(Phase.LINGERING)
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self.close()
+
+    def time_out(self, failure: HandshakeFailed | None = None) -> None:
+        """Too slow: a handshake is counted as failed; a request is answered 408."""
+        if failure is not None:
+            self._server.handshake_failed(failure, self.peer)
+            self.close()
+        elif self.phase is Phase.READING:
+            timeout = self._limits.read_timeout
+            self.refuse(Refusal.TIMEOUT, f"request not received within {timeout:g}s")
+        else:
+            self.close()
 
     def close(self) -> None:
         """Close after what was written is sent."""
-        self._closing = True
-        self.in_request = False
+        if self.open:
+            self.phase = Phase.CLOSED
+            self._server.moved(self)
         if self._transport is not None:
             self._transport.close()
-
-    def check_timeouts(self, now: float, read_timeout: float, idle_timeout: float) -> None:
-        """408 for a request slower than the read timeout; close an idle connection."""
-        if self._closing:
-            return
-        if self.in_request:
-            if now - self.since > read_timeout:
-                self.refuse(Refusal.TIMEOUT, f"request not received within {read_timeout:g}s")
-        elif now - self.since > idle_timeout:
-            self.close()

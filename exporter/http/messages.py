@@ -4,6 +4,7 @@ an Answer out, and the refusals the server makes before a site ever sees a reque
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
@@ -18,6 +19,8 @@ class Refusal(StrEnum):
     """Why the server refused a request itself; each is a metric label value."""
 
     MALFORMED_REQUEST = "malformed_request"  # not HTTP/1.1 as the parser reads it
+    URI_TOO_LONG = "uri_too_long"  # a request line over the limit
+    HEADERS_TOO_LARGE = "headers_too_large"  # a head over the limit, or too many headers
     TOO_LARGE = "too_large"  # a body over the site's limit
     TIMEOUT = "timeout"  # the headers or the body did not arrive within the read timeout
     INCOMPLETE = "incomplete"  # the client closed the connection in the middle of a request
@@ -30,6 +33,8 @@ class Refusal(StrEnum):
 
 _REFUSAL_STATUS: dict[Refusal, int | None] = {
     Refusal.MALFORMED_REQUEST: 400,
+    Refusal.URI_TOO_LONG: 414,
+    Refusal.HEADERS_TOO_LARGE: 431,
     Refusal.TOO_LARGE: 413,
     Refusal.TIMEOUT: 408,
     Refusal.INCOMPLETE: None,
@@ -47,6 +52,7 @@ class Request:
     body: bytes
     peer: str
     accept_encoding: bytes = b""
+    keep_alive: bool = True  # what the client asked for (HTTP/1.1's default, or Connection)
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,8 @@ class Site(Protocol):
     def constant_answers(self) -> tuple[Answer, ...]:
         """Answers returned as the same object every time: encoded once, at start."""
 
-    def handle(self, request: Request) -> Answer:
-        """The answer to one complete request."""
+    def handle(self, request: Request) -> Answer | Awaitable[Answer]:
+        """The answer to one complete request, now or later (work that must yield)."""
 
     def refuse(self, reason: Refusal, detail: str, peer: str) -> Answer | None:
         """The answer to a request the server refused; None when none can be sent."""

@@ -8,12 +8,12 @@ HEAD are served, so a body is never needed and a large one is refused unread.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from exporter.core.inputs import Readiness
-from exporter.exposition.text import CONTENT_TYPE, accepts_gzip, gzip_body
+from exporter.exposition.text import CONTENT_TYPE, accepts_gzip, gzip_in_steps
 from exporter.http.messages import Answer, Refusal, Request
+from exporter.http.tls_session import HandshakeFailure
 
 # Requests to these ports carry no body; anything larger is not a scrape or a probe.
 _MAX_BODY = 64 * 1024
@@ -26,6 +26,25 @@ _METRICS_TYPE = CONTENT_TYPE.encode()
 _VARY = b"Vary: Accept-Encoding\r\n"
 _GZIPPED = b"Content-Encoding: gzip\r\n" + _VARY
 
+# What to change when a scraper's TLS handshake with the main port fails.
+SCRAPER_TLS_FIXES = {
+    HandshakeFailure.PLAIN_HTTP: "a scraper sent plain HTTP to this TLS port: set "
+    "scheme: https in its scrape config (or the ServiceMonitor)",
+    HandshakeFailure.NO_CLIENT_CERTIFICATE: "the scraper presented no certificate, and "
+    "--server-ca requires one: set tls_config.cert_file and key_file",
+    HandshakeFailure.UNKNOWN_CA: "the scraper's certificate is not signed by --server-ca",
+    HandshakeFailure.BAD_CLIENT_CERTIFICATE: "the scraper's certificate is expired, not yet "
+    "valid or not for client use",
+    HandshakeFailure.SERVER_CERTIFICATE_REFUSED: "the scraper does not trust --server-cert: "
+    "set tls_config.ca_file to its CA (and server_name to a name in it)",
+    HandshakeFailure.PROTOCOL: "no TLS version or cipher in common, or not TLS at all",
+    HandshakeFailure.TIMEOUT: "the TLS handshake did not finish within 10s",
+}
+
+
+# A route answers now, or later (a coroutine) when its work yields to the event loop.
+Route = Callable[[Request], Answer | Awaitable[Answer]]
+
 
 class _Routes:
     """A GET-only Site from a table of paths; answers name the program, not its version."""
@@ -34,10 +53,10 @@ class _Routes:
     server_header = b"Server: falco-exporter\r\n"
     constant_answers: tuple[Answer, ...] = (_LIVE,)
 
-    def __init__(self, routes: dict[bytes, Callable[[Request], Answer]]) -> None:
+    def __init__(self, routes: dict[bytes, Route]) -> None:
         self._routes = routes
 
-    def handle(self, request: Request) -> Answer:
+    def handle(self, request: Request) -> Answer | Awaitable[Answer]:
         """Route by path (query ignored); only GET and HEAD."""
         route = self._routes.get(request.path.split(b"?", 1)[0])
         if route is None:
@@ -53,25 +72,25 @@ class _Routes:
 
 
 def main_site(
-    render_metrics: Callable[[], bytes],
+    render_metrics: Callable[[], Awaitable[list[bytes]]],
     readiness: Callable[[], Readiness],
-    live_page: Callable[[], str],
-    live_data: Callable[[], dict[str, object]],
+    live_page: Callable[[], Awaitable[bytes]],
+    live_data: Callable[[], Awaitable[bytes]],
 ) -> _Routes:
-    """The main port: /metrics, the probes, the live page and its data."""
+    """The main port: /metrics, the probes, the live page and its data (built in steps)."""
 
-    def metrics(request: Request) -> Answer:
-        body = render_metrics()
+    async def metrics(request: Request) -> Answer:
+        parts = await render_metrics()
         if accepts_gzip(request.accept_encoding.decode("latin-1")):
             # Prometheus always asks: 2.6 MB at 12k series otherwise.
-            return Answer(200, gzip_body(body), _METRICS_TYPE, _GZIPPED)
-        return Answer(200, body, _METRICS_TYPE, _VARY)
+            return Answer(200, await gzip_in_steps(parts), _METRICS_TYPE, _GZIPPED)
+        return Answer(200, b"".join(parts), _METRICS_TYPE, _VARY)
 
-    def page(_request: Request) -> Answer:
-        return Answer(200, live_page().encode(), b"text/html; charset=utf-8")
+    async def page(_request: Request) -> Answer:
+        return Answer(200, await live_page(), b"text/html; charset=utf-8")
 
-    def live(_request: Request) -> Answer:
-        return Answer(200, json.dumps(live_data()).encode(), b"application/json", _NO_STORE)
+    async def live(_request: Request) -> Answer:
+        return Answer(200, await live_data(), b"application/json", _NO_STORE)
 
     return _Routes(
         {

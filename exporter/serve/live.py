@@ -1,21 +1,26 @@
-"""What the live page shows, kept in memory with a fixed ceiling.
+"""What the live page shows, kept in memory with a fixed ceiling, and built in steps.
 
 The live page (`/`) lets a person see the alert they just triggered without Prometheus or
 Grafana. Nothing here runs per event: a sample every few seconds reads the counter's
 totals (as a scrape does) and turns their growth into
 - alerts per minute by priority, for the last hour: a ring of 60 buckets;
-- one row per series (bounded by --max-series) with its count and when it last grew;
-- the rules seen for the first time since the exporter started (bounded).
-With --recent-alerts N, the last N alerts themselves, output line included, are kept in a
-ring filled by the sink; they are shown on the page only, never on /metrics.
+- the top rows (most recent, then largest), out of one per series, with the total;
+- the rules seen for the first time since the exporter started: a bounded table in which
+  a flood of junk rules of low priority cannot push out a new rule of higher severity.
+Sampling and building the rows yield to the event loop every few thousand series, so a
+page of 100,000 series never holds up Falco's posts. With --recent-alerts N, the last N
+alerts themselves, output line included, are kept in a ring filled by the sink; they are
+shown on the page only, never on /metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from exporter.core.counter import EventCounter
@@ -23,8 +28,11 @@ from exporter.core.event import Event, EventSink, priority_name
 from exporter.core.labels import LabelKey
 
 MINUTES = 60
+TOP_ROWS = 200
 _MAX_RULES = 2000
+_STEP = 5000  # series handled between two yields to the event loop
 NEW_RULE_SECONDS = 15 * 60
+_UNKNOWN = 8
 
 
 @dataclass
@@ -57,9 +65,11 @@ class LiveState:
 
     now: float
     minutes: list[tuple[float, list[int]]]  # (minute start, alerts per priority 0..7)
-    rows: list[Row]
-    new_rules: list[tuple[str, float]]  # (rule, first seen), newest first
+    rows: list[Row]  # the top rows
+    new_rules: list[tuple[str, float]]  # (rule, first seen), most severe and newest first
     recent: list[RecentAlert] = field(default_factory=list)
+    series: int = 0  # how many rows there are in all
+    folded: int = 0  # events folded by the series limits so far
 
 
 class LiveView:
@@ -77,7 +87,8 @@ class LiveView:
         self._index = {name: names.index(name) for name in names}
         self._previous: dict[LabelKey, int] = {}
         self._last_seen: dict[LabelKey, float] = {}
-        self._first_seen_rules: dict[str, float] = {}
+        self._first_seen_rules: dict[str, tuple[int, float]] = {}  # rule: (severity, seen)
+        self._rules_by_severity = [OrderedDict[str, None]() for _ in range(_UNKNOWN + 1)]
         self._minutes: deque[tuple[float, list[int]]] = deque(maxlen=MINUTES)
         self._recent: deque[RecentAlert] | None = (
             deque(maxlen=recent_alerts) if recent_alerts > 0 else None
@@ -117,58 +128,103 @@ class LiveView:
         return key[index] if index is not None else ""
 
     def sample(self) -> None:
-        """Turn the counter's growth since the last sample into history."""
+        """Turn the counter's growth since the last sample into history, at once."""
+        for _ in self._sample_steps():
+            pass
+
+    async def sample_in_steps(self) -> None:
+        """The same, yielding to the event loop every few thousand series."""
+        for _ in self._sample_steps():
+            await asyncio.sleep(0)
+
+    def _sample_steps(self) -> Iterator[None]:
+        totals = self._counter.totals()
         with self._lock:
             now = self._clock()
-            totals = self._counter.totals()
             minute = now - now % 60
             if not self._minutes or self._minutes[-1][0] != minute:
                 self._minutes.append((minute, [0] * 8))
             bucket = self._minutes[-1][1]
-            for key, total in totals.items():
-                grown = total - self._previous.get(key, 0)
-                if grown <= 0:
-                    continue
-                self._last_seen[key] = now
-                priority = self._value(key, "priority")
-                if priority.isdigit() and int(priority) < 8:
-                    bucket[int(priority)] += grown
-                rule = self._value(key, "rule")
-                if rule not in self._first_seen_rules and len(self._first_seen_rules) < _MAX_RULES:
-                    self._first_seen_rules[rule] = now
+            previous = self._previous
+        for index, (key, total) in enumerate(totals.items()):
+            grown = total - previous.get(key, 0)
+            if grown > 0:
+                self._grew(key, grown, now, bucket)
+            if index % _STEP == _STEP - 1:
+                yield
+        with self._lock:
             self._previous = totals
             for gone in [key for key in self._last_seen if key not in totals]:
-                del self._last_seen[gone]  # expired by --series-ttl
+                del self._last_seen[gone]  # expired or evicted
 
-    def state(self) -> LiveState:
-        """What the page shows now, after a fresh sample."""
-        self.sample()
+    def _grew(self, key: LabelKey, grown: int, now: float, bucket: list[int]) -> None:
+        self._last_seen[key] = now
+        priority = self._value(key, "priority")
+        severity = int(priority) if priority.isdigit() and int(priority) < 8 else _UNKNOWN
+        if severity < _UNKNOWN:
+            bucket[severity] += grown
+        rule = self._value(key, "rule")
+        seen = self._first_seen_rules.get(rule)
+        if seen is None:
+            self._new_rule(rule, severity, now)
+        elif severity < seen[0]:
+            self._rules_by_severity[seen[0]].pop(rule, None)
+            self._rules_by_severity[severity][rule] = None
+            self._first_seen_rules[rule] = (severity, seen[1])
+
+    def _new_rule(self, rule: str, severity: int, now: float) -> None:
+        """Note a rule seen for the first time; when the table is full, the oldest of the
+        least severe goes, unless everything kept is more severe than this one."""
+        rules, buckets = self._first_seen_rules, self._rules_by_severity
+        if len(rules) >= _MAX_RULES:
+            least = max(level for level, bucket in enumerate(buckets) if bucket)
+            if least < severity:
+                return
+            gone, _ = buckets[least].popitem(last=False)
+            del rules[gone]
+        rules[rule] = (severity, now)
+        buckets[severity][rule] = None
+
+    async def state(self) -> LiveState:
+        """What the page shows now, from the last sample: the top rows, built in steps."""
         with self._lock:
             now = self._clock()
-            rows = [
-                Row(
-                    self._value(key, "rule"),
-                    self._priority_text(self._value(key, "priority")),
-                    self._value(key, "k8s_ns_name"),
-                    self._value(key, "k8s_pod_name"),
-                    count,
-                    self._last_seen.get(key, 0.0),
-                )
-                for key, count in self._previous.items()
-            ]
-            rows.sort(key=lambda row: (-row.last_seen, -row.count, row.rule))
+            previous = self._previous
+            last_seen = dict(self._last_seen)
             first_minute = now - now % 60 - (MINUTES - 1) * 60
             by_minute = dict(self._minutes)
-            minutes = [
-                (start, list(by_minute.get(start, [0] * 8)))
-                for start in (first_minute + 60 * n for n in range(MINUTES))
-            ]
-            new_rules = sorted(
-                ((rule, seen) for rule, seen in self._first_seen_rules.items()),
-                key=lambda item: -item[1],
-            )
+            rules = dict(self._first_seen_rules)
             recent = list(self._recent or ())[::-1]
-        return LiveState(now, minutes, rows, new_rules, recent)
+        top: list[tuple[float, int, LabelKey]] = []
+        for index, (key, count) in enumerate(previous.items()):
+            item = (last_seen.get(key, 0.0), count, key)
+            if len(top) < TOP_ROWS:
+                heapq.heappush(top, item)
+            elif item > top[0]:
+                heapq.heapreplace(top, item)
+            if index % _STEP == _STEP - 1:
+                await asyncio.sleep(0)
+        rows = [
+            Row(
+                self._value(key, "rule"),
+                self._priority_text(self._value(key, "priority")),
+                self._value(key, "k8s_ns_name"),
+                self._value(key, "k8s_pod_name"),
+                count,
+                seen,
+            )
+            for seen, count, key in sorted(top, key=lambda item: (-item[0], -item[1]))
+        ]
+        minutes = [
+            (start, list(by_minute.get(start, [0] * 8)))
+            for start in (first_minute + 60 * n for n in range(MINUTES))
+        ]
+        new_rules = [
+            (rule, seen)
+            for rule, (_, seen) in sorted(rules.items(), key=lambda item: (item[1][0], -item[1][1]))
+        ]
+        folded = sum(self._counter.stats.folded.values())
+        return LiveState(now, minutes, rows, new_rules, recent, len(previous), folded)
 
     @staticmethod
     def _priority_text(number: str) -> str:

@@ -85,8 +85,13 @@ def table(state: LiveState) -> str:
             f"<td>{_ago(state.now, row.last_seen)}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="6">No alert yet.</td></tr>'
+    shown = (
+        f" (the {len(state.rows)} most recent of {state.series})"
+        if state.series > len(state.rows)
+        else ""
+    )
     return (
-        '<div class="scroll"><table id="alerts"><caption>Alerts by rule and pod</caption>'
+        f'<div class="scroll"><table id="alerts"><caption>Alerts by rule and pod{shown}</caption>'
         '<thead><tr><th scope="col">Rule</th><th scope="col">Priority</th>'
         '<th scope="col">Namespace</th><th scope="col">Pod</th>'
         '<th scope="col" class="num">Count</th><th scope="col">Last seen</th></tr></thead>'
@@ -134,10 +139,21 @@ def recent(state: LiveState, enabled: bool) -> str:
     )
 
 
+def banner(state: LiveState) -> str:
+    """A warning when the series limits folded events: some alerts lack their pod or rule."""
+    if not state.folded:
+        return ""
+    return (
+        f'<p class="banner" role="alert">The series limits folded {state.folded} events into '
+        "__overflow__ series: those alerts are counted without their pod, host or rule "
+        "(docs/cardinality.md: --max-series and its budgets).</p>"
+    )
+
+
 def main_section(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool) -> str:
     """Everything that updates: swapped in whole by the page's script."""
     return (
-        f'<p class="updated">Updated {_clock(state.now)}</p>'
+        f'{banner(state)}<p class="updated">Updated {_clock(state.now)}</p>'
         f"{chart(state)}{inputs(statuses)}{table(state)}{new_rules(state)}"
         f"{recent(state, recent_enabled)}"
     )
@@ -161,6 +177,7 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);ve
 .badge{font-size:.75rem;border:1px solid currentColor;border-radius:.6rem;
 padding:0 .35rem;margin-left:.3rem}
 .ok::before{content:"\\25CF  ";color:#43a047}.bad::before{content:"\\25CF  ";color:#d32f2f}
+.banner{border-left:4px solid #d32f2f;padding:.4rem .7rem;background:var(--new)}
 ul{padding-left:1.2rem} code{white-space:pre-wrap;word-break:break-word;font-size:.85rem}
 """
 

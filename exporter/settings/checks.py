@@ -21,6 +21,7 @@ _TLS_SETS = {
     "server": ("server_cert", "server_key", "server_ca", "TLS on /metrics"),
     "http_input": ("http_input_cert", "http_input_key", "http_input_ca", "TLS on the HTTP input"),
 }
+_SHORTEST_LABEL_LIMIT = 32
 _LISTENERS = ("listen_address", "probes_listen_address", "http_input_address")
 
 
@@ -37,6 +38,11 @@ def check_settings(config: Config, origins: Mapping[str, str]) -> None:
             _require_readable(getattr(values, name), origins[name], needed_for)
         _check_certificates(values, origins, "client")
     _check_labels(config, origins)
+    if 0 < values.max_label_length < _SHORTEST_LABEL_LIMIT:
+        raise ConfigError(
+            f"{origins['max_label_length']}: at least {_SHORTEST_LABEL_LIMIT} characters "
+            "(or 0 for no limit), so that a cut value still says something"
+        )
     for prefix in ("server", "http_input"):
         _check_tls_set(config, origins, prefix)
     seen: dict[tuple[str | None, int], str] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.settings import values
 from exporter.settings.choices import EventLoopChoice, LogFormat, LogLevel, ReadyWhen, Transport
 from exporter.settings.schema import Settings
 from exporter.settings.tls import TlsFiles
@@ -60,6 +61,8 @@ class HttpInputConfig:
     address: str
     tls: TlsFiles | None
     max_body: int
+    max_connections: int
+    max_connections_per_peer: int
     read_timeout: float
     idle_timeout: float
 
@@ -80,6 +83,10 @@ class SeriesConfig:
     extra_labels: tuple[tuple[str, str], ...]
     priority_name_label: bool
     max_series: int
+    per_rule: int
+    per_host: int
+    per_pod: int
+    max_label_length: int
     ttl: float
 
 
@@ -168,6 +175,8 @@ def build_config(settings: Settings) -> Config:
             address=settings.http_input_address,
             tls=_tls(settings.http_input_cert, settings.http_input_key, settings.http_input_ca),
             max_body=settings.http_input_max_body,
+            max_connections=settings.http_input_max_connections,
+            max_connections_per_peer=settings.http_input_max_connections_per_peer,
             read_timeout=settings.http_input_read_timeout,
             idle_timeout=settings.http_input_idle_timeout,
         )
@@ -185,6 +194,10 @@ def build_config(settings: Settings) -> Config:
             extra_labels=settings.extra_labels,
             priority_name_label=settings.priority_name_label,
             max_series=settings.max_series,
+            per_rule=values.resolve_share(settings.max_series_per_rule, settings.max_series),
+            per_host=values.resolve_share(settings.max_series_per_host, settings.max_series),
+            per_pod=values.resolve_share(settings.max_series_per_pod, settings.max_series),
+            max_label_length=settings.max_label_length,
             ttl=settings.series_ttl,
         ),
         recent_alerts=settings.recent_alerts,

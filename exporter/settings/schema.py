@@ -150,6 +150,16 @@ class Settings:
         "SIZE",
         values.format_size,
     )
+    http_input_max_connections: int = _setting(
+        8192,
+        values.positive_count,
+        "most connections the HTTP input holds at once (each Falco keeps one); past it the "
+        "oldest idle one is closed, or a new one refused",
+        "N",
+    )
+    http_input_max_connections_per_peer: int = _setting(
+        16, values.positive_count, "most connections the HTTP input holds from one address", "N"
+    )
     http_input_read_timeout: float = _duration(
         10.0,
         "a request's headers and body must arrive within this; else 408 and the "
@@ -184,8 +194,37 @@ class Settings:
     max_series: int = _setting(
         10_000,
         values.count,
-        "most falco_events series; past it new series are folded into overflow series "
+        "most falco_events series; past it the least recently updated series of a lower "
+        "priority makes room, else the new one folds into its priority's overflow series "
         "(0: no limit)",
+        "N",
+    )
+    max_series_per_rule: str = _setting(
+        "10%",
+        values.share,
+        "most falco_events series one rule may hold, as a count or a share of --max-series; "
+        "past it that rule's new series fold into one per priority that keeps the rule (0: none)",
+        "N|P%",
+    )
+    max_series_per_host: str = _setting(
+        "25%",
+        values.share,
+        "most series one hostname may hold (count or share of --max-series); past it they fold "
+        "into one per priority that keeps the host (0: no limit)",
+        "N|P%",
+    )
+    max_series_per_pod: str = _setting(
+        "2%",
+        values.share,
+        "most series one namespace and pod may hold (count or share of --max-series); past it "
+        "they fold into one per priority that keeps the pod (0: no limit)",
+        "N|P%",
+    )
+    max_label_length: int = _setting(
+        256,
+        values.count,
+        "longest label value of falco_events, in characters; a longer one is cut, ending in "
+        "'…[truncated]' (0: no limit)",
         "N",
     )
     series_ttl: float = _duration(

@@ -151,6 +151,39 @@ def count(raw: object) -> int:
     return number
 
 
+def positive_count(raw: object) -> int:
+    number = integer(raw)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def share(raw: object) -> str:
+    """A whole number, or a percentage of another setting: "2500", "25%"."""
+    text = str(integer(raw)) if isinstance(raw, int) and not isinstance(raw, bool) else string(raw)
+    text = text.strip()
+    number = text.removesuffix("%")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a count or a percentage (examples: 2500, 25%)") from None
+    if (
+        value < 0
+        or (text.endswith("%") and value > 100)
+        or (not text.endswith("%") and not number.isdigit())
+    ):
+        raise ValueError(f"{raw!r} is not a count or a percentage from 0% to 100%")
+    return text
+
+
+def resolve_share(text: str, whole: int) -> int:
+    """A share's count: the number itself, or the percentage of `whole` (at least 1 if any)."""
+    if not text.endswith("%"):
+        return int(text)
+    percent = float(text.removesuffix("%"))
+    return max(int(whole * percent / 100), 1) if percent and whole else 0
+
+
 def label_map(raw: object) -> tuple[tuple[str, str], ...]:
     """A YAML mapping, or name=field pairs (repeated flag, or commas in the environment)."""
     if isinstance(raw, dict):

@@ -11,14 +11,13 @@ import re
 import zlib
 from collections.abc import Iterator
 
+from exporter.core.event import PRIORITY_NAMES
 from exporter.http.messages import Refusal
 from exporter.inputs.http import json_parser
 from exporter.inputs.http.rejections import Reason, Rejection
 
 # Falco's text line: "<time>: <Priority> <output>", the time in either of its formats.
-_FALCO_TEXT_LINE = re.compile(
-    rb"\s*\S+: (Emergency|Alert|Critical|Error|Warning|Notice|Informational|Info|Debug) "
-)
+_FALCO_TEXT_LINE = re.compile(rb"\s*\S+: (%s) " % "|".join([*PRIORITY_NAMES, "Info"]).encode())
 _DECOMPRESSORS: dict[bytes, int] = {
     b"gzip": 16 + zlib.MAX_WBITS,
     b"x-gzip": 16 + zlib.MAX_WBITS,
@@ -82,8 +81,14 @@ class NotJson:
 _TOO_DEEP = NotJson("nested too deeply")
 
 
-def _parse(text: str) -> object:
-    """The document, with nesting too deep for the parser reported as not JSON."""
+def is_one_line(text: str) -> bool:
+    """A body of one document on one line, not an array: Falco's own, one event per POST."""
+    return "\n" not in text and text.lstrip()[:1] not in ("", "[")
+
+
+def parse(text: str) -> object:
+    """The document of a line (or a body), or NotJson; nesting too deep for the parser is
+    reported as not JSON."""
     try:
         return json_parser.loads(text)
     except ValueError as error:
@@ -92,15 +97,45 @@ def _parse(text: str) -> object:
         return _TOO_DEEP
 
 
-def documents(text: str) -> Iterator[tuple[int, object]]:
-    """(line number, document) for a JSON object, a JSON array, or JSON lines."""
-    whole = _parse(text)
-    if isinstance(whole, list):
-        yield from ((index + 1, item) for index, item in enumerate(whole))
-        return
-    if not isinstance(whole, NotJson) or whole is _TOO_DEEP:
-        yield 1, whole  # one event, or a body too deep to be read line by line either
-        return
-    for number, line in enumerate(text.split("\n"), start=1):
+def _lines(text: str, start: int = 0) -> Iterator[tuple[int, int, str]]:
+    """(line number, end offset, line) of each non-blank line from `start`, one at a time:
+    a body of a million tiny lines is never split into a million strings at once."""
+    number, position, size = 0, start, len(text)
+    while position < size:
+        end = text.find("\n", position)
+        if end < 0:
+            end = size
+        number += 1
+        line = text[position:end]
         if line.strip():
-            yield number, _parse(line)
+            yield number, end, line
+        position = end + 1
+
+
+def documents(text: str) -> Iterator[tuple[int, object]]:
+    """(line number, document) for a JSON object, a JSON array, or JSON lines; each line
+    read once (a document over several lines is read whole, once its first line fails)."""
+    if is_one_line(text):
+        yield 1, parse(text)
+        return
+    if text.lstrip()[:1] == "[":
+        whole = parse(text)
+        if isinstance(whole, list):
+            yield from ((index + 1, item) for index, item in enumerate(whole))
+        else:
+            yield 1, whole
+        return
+    lines = _lines(text)
+    first = next(lines, None)
+    if first is None:
+        return
+    number, end, line = first
+    document = parse(line)
+    if isinstance(document, NotJson) and text[end:].strip():
+        whole = parse(text)  # one document over several lines (pretty-printed)?
+        if not isinstance(whole, NotJson):
+            yield 1, whole
+            return
+    yield number, document
+    for number, _end, line in lines:
+        yield number, parse(line)

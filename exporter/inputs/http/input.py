@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from exporter.core.event import EventSink
 from exporter.core.inputs import EVENTS_RECEIVED, LAST_EVENT, InputStatus, Readiness
 from exporter.core.metrics import PREFIX, Families, FamilySpec, Kind
+from exporter.http.limits import ListenerLimits
 from exporter.http.server import HttpServer
+from exporter.http.tls_session import HandshakeFailure
 from exporter.inputs.http.rejections import TEXT_OUTPUT_FIX, Rejection
 from exporter.inputs.http.site import HttpInputSite
 from exporter.settings.config import HttpInputConfig
@@ -20,6 +22,22 @@ from exporter.settings.tls import server_context
 
 # Its name in the self-metrics' `target` label, and of its port.
 TARGET_NAME = "http_input"
+
+# What to change when Falco's TLS handshake fails (docs/runbooks.md has the alert).
+TLS_FIXES = {
+    HandshakeFailure.PLAIN_HTTP: "Falco posts plain HTTP to this TLS port: make "
+    "http_output.url an https:// URL",
+    HandshakeFailure.NO_CLIENT_CERTIFICATE: "Falco presented no client certificate: set "
+    "http_output.mtls: true, with client_cert and client_key",
+    HandshakeFailure.UNKNOWN_CA: "Falco's client certificate is not signed by --http-input-ca: "
+    "issue http_output.client_cert from that CA",
+    HandshakeFailure.BAD_CLIENT_CERTIFICATE: "Falco's client certificate is expired, not yet "
+    "valid or not for client use: renew http_output.client_cert",
+    HandshakeFailure.SERVER_CERTIFICATE_REFUSED: "Falco does not trust this certificate: give "
+    "http_output.ca_cert the CA that signed --http-input-cert (and a name Falco dials)",
+    HandshakeFailure.PROTOCOL: "no TLS version or cipher in common, or not TLS at all",
+    HandshakeFailure.TIMEOUT: "the TLS handshake did not finish within --http-input-read-timeout",
+}
 
 REJECTED = FamilySpec(
     f"{PREFIX}http_input_rejected",
@@ -40,13 +58,19 @@ class HttpInput:
     ) -> None:
         """A certificate file that cannot be used raises CertificateFilesError."""
         self.site = HttpInputSite(sink, config.max_body, clock)
+        limits = ListenerLimits(
+            max_connections=config.max_connections,
+            max_per_peer=config.max_connections_per_peer,
+            read_timeout=config.read_timeout,
+            idle_timeout=config.idle_timeout,
+        )
         self.server = HttpServer(
             self.site,
             config.address,
             server_context(config.tls) if config.tls else None,
-            read_timeout=config.read_timeout,
-            idle_timeout=config.idle_timeout,
+            limits=limits,
             name=TARGET_NAME,
+            tls_fixes=TLS_FIXES,
         )
 
     async def start(self) -> None:
@@ -78,10 +102,11 @@ class HttpInput:
         text_output = bool(rejected[Rejection.TEXT_OUTPUT])
         if text_output:
             text += f". {TEXT_OUTPUT_FIX}"
-        return [InputStatus("HTTP input", text, not text_output)]
+        return [InputStatus("HTTP input", text, self.server.listening and not text_output)]
 
     def collect(self, families: Families) -> None:
-        """Events received, when the last one came, and every refusal by reason."""
+        """Events received, when the last one came, every refusal by reason, its listener."""
+        self.server.collect(families)
         counts = self.site.counts
         families.add(EVENTS_RECEIVED, (TARGET_NAME, "http"), counts.events)
         families.add(LAST_EVENT, (TARGET_NAME,), counts.last_event_time)

@@ -1,4 +1,5 @@
-"""Falco's JSON event (json_output / http_output) to FalcoEvent.
+"""Falco's JSON event (json_output / http_output) to FalcoEvent
+(docs/falco-wire-contract.md#falco-json-event).
 
 The gRPC path carries every output field as a string; JSON carries them typed.
 render_field_value turns a JSON value into exactly the string gRPC would carry,

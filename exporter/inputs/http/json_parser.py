@@ -1,12 +1,14 @@
-"""Parsing JSON: orjson when installed, with the standard library's exact results.
+"""Parsing JSON: orjson when installed, with the standard library's verdicts.
 
 The standard library's parser is the largest part of what the HTTP input spends on an
 event of its own (docs/performance.md); orjson parses the same event about three times
 faster. It is optional, as uvloop is (`pip install 'falco-exporter[fast]'`; the image has
 it), and it must not change what a document means, so the standard library decides where
-the two could differ:
-- orjson refuses the document: the standard library accepts it (it is lenient with lone
-  surrogates and NaN) or refuses it with its own message and depth limit;
+the two could differ, and only there: a text is never parsed twice otherwise (a sender
+of garbage must not cost us double).
+- orjson refuses what the standard library accepts: NaN and Infinity, lone surrogates
+  (`"\\ud800"`), and numbers beyond a double's range. Only a refused text holding one
+  of those is read again; any other refusal stands, with orjson's message.
 - an output field holds a float that may have been an integer beyond 64 bits, which orjson
   reads as a float where the standard library keeps the integer (and its digits, which a
   label may show). Falco writes none; only the output fields are ever rendered.
@@ -47,6 +49,17 @@ def _fields_need_standard(document: object) -> bool:
     return False
 
 
+def _standard_may_accept(text: str, error: str) -> bool:
+    """Whether a text orjson refused could be one the standard library reads."""
+    return (
+        "NaN" in text
+        or "Infinity" in text
+        or "\\ud" in text
+        or "\\uD" in text
+        or "infinity" in error
+    )
+
+
 def _choose() -> tuple[Callable[[str], object], str]:
     try:
         import orjson  # noqa: PLC0415 - optional
@@ -58,8 +71,10 @@ def _choose() -> tuple[Callable[[str], object], str]:
     def loads(text: str) -> object:
         try:
             document = fast_loads(text)
-        except fast_error:
-            return json.loads(text)  # the standard library's verdict, message and leniency
+        except fast_error as error:
+            if _standard_may_accept(text, str(error)):
+                return json.loads(text)  # the standard library's verdict and leniency
+            raise
         if _fields_need_standard(document):
             return json.loads(text)
         return document
@@ -67,5 +82,5 @@ def _choose() -> tuple[Callable[[str], object], str]:
     return loads, f"orjson {orjson.__version__}"
 
 
-# `loads` raises ValueError (JSONDecodeError) or RecursionError exactly as json.loads does.
+# `loads` raises ValueError (a JSONDecodeError) where json.loads would, or RecursionError.
 loads, PARSER_NAME = _choose()

@@ -10,16 +10,17 @@ refusal is also counted by reason, and logged at most once a minute per reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from exporter.core.event import EventSink
+from exporter.core.event import EventSink, FalcoEvent
 from exporter.http.messages import Answer, Request
 from exporter.inputs.http import bodies
 from exporter.inputs.http.json_event import EventFormatError, event_from_json
@@ -28,11 +29,39 @@ from exporter.runtime.rate_limited_log import RateLimitedLog
 
 PATHS = frozenset({"/", "/events"})
 _MAX_REPORTED_LINES = 20
+# A body this large or smaller is read at once (Falco posts one alert of about 1 KiB).
+_READ_AT_ONCE = 64 * 1024
+# A larger one yields to the event loop after each step of about this long...
+_STEP_SECONDS = 0.002
+_CLOCK_EVERY = 32  # (documents between looks at the clock)
+# ... and is given up once this many of its lines were refused, and more were refused than
+# accepted: a few bad lines among good ones lose nothing, and the most garbage a body can
+# make us parse is about as much as it holds events (docs/performance.md, "Under attack").
+_GIVE_UP_AFTER = 100
 
 ACCEPTED_ONE = Answer(200, b'{"accepted":1}')
 
-# (line number, reason, detail) of an event of a body that was refused.
-Problem = tuple[int, Rejection, str]
+
+@dataclass
+class Outcome:
+    """What a body held: events accepted, refusals by reason, and the first few in detail."""
+
+    accepted: int = 0
+    accepted_counted: int = 0  # already added to the input's counts, between steps
+    refused: dict[Rejection, int] = field(default_factory=dict)
+    first_detail: dict[Rejection, str] = field(default_factory=dict)
+    first_problems: list[tuple[int, str]] = field(default_factory=list)
+    gave_up_at: int = 0
+
+    def refuse(self, line: int, reason: Rejection, detail: str) -> None:
+        """One refused line; its detail kept for the first few only (bounded memory)."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.first_detail.setdefault(reason, detail)
+        if len(self.first_problems) < _MAX_REPORTED_LINES:
+            self.first_problems.append((line, detail))
+
+
+Steps = Generator[None, None, Outcome]
 
 
 @dataclass
@@ -86,8 +115,9 @@ class HttpInputSite:
         allow = b"Allow: POST\r\n" if status == 405 else b""
         return Answer(status, f"{text}\n".encode(), b"text/plain; charset=utf-8", allow)
 
-    def handle(self, request: Request) -> Answer:
-        """The answer to one complete request, its events counted."""
+    def handle(self, request: Request) -> Answer | Awaitable[Answer]:
+        """The answer to one complete request, its events counted; a large body is read
+        in steps that yield to the event loop (the answer comes later)."""
         path = request.path.split(b"?", 1)[0].decode("latin-1")
         if path not in PATHS:
             return self._refused(Rejection.PATH, f"no such path {path[:100]!r}; POST to /", request)
@@ -99,50 +129,115 @@ class HttpInputSite:
             return self._refused(error.reason, error.detail, request)
         if bodies.is_falco_text(request.content_type, body):
             return self._refused(Rejection.TEXT_OUTPUT, "", request)
-        accepted, problems = self.ingest(body.decode("utf-8", "replace"))
-        if not problems:
-            return ACCEPTED_ONE if accepted == 1 else Answer(200, b'{"accepted":%d}' % accepted)
-        return self._answer_problems(accepted, problems, request.peer)
+        return self._events(body.decode("utf-8", "replace"), request.peer)
+
+    def _events(self, text: str, peer: str) -> Answer | Awaitable[Answer]:
+        """Count a body's events: one line at once (Falco's own, one event per POST, without
+        the steps), a small body at once, a large one in steps."""
+        if bodies.is_one_line(text):
+            event = _event_of(bodies.parse(text))
+            if isinstance(event, FalcoEvent):
+                self._sink(event)
+                counts = self.counts
+                counts.events += 1
+                counts.last_event_time = time.time()
+                return ACCEPTED_ONE
+            outcome = Outcome()
+            outcome.refuse(1, *event)
+            return self._answer(outcome, peer)
+        steps = self._ingest(text)
+        if len(text) <= _READ_AT_ONCE:
+            return self._answer(_run(steps), peer)
+        return self._answer_later(steps, peer)
+
+    async def _answer_later(self, steps: Steps, peer: str) -> Answer:
+        """Run the steps, yielding to the loop between them: probes and other senders are
+        answered meanwhile."""
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                return self._answer(outcome, peer)
+            await asyncio.sleep(0)
 
     def _refused(self, reason: Reason, detail: str, request: Request) -> Answer:
         answer = self.refuse(reason, detail, request.peer)
         assert answer is not None  # only a connection lost mid-request has no answer
         return answer
 
-    def _answer_problems(self, accepted: int, problems: list[Problem], peer: str) -> Answer:
-        for reason in {reason for _, reason, _ in problems}:
-            count = sum(1 for _, r, _ in problems if r == reason)
-            first = next(detail for _, r, detail in problems if r == reason)
-            self.refuse(reason, first, peer, count)
-        answer: dict[str, Any] = {"accepted": accepted}
+    def _answer(self, outcome: Outcome, peer: str) -> Answer:
+        """200 when every event was counted; else 400 saying what was and was not."""
+        if not outcome.refused:
+            accepted = outcome.accepted
+            return ACCEPTED_ONE if accepted == 1 else Answer(200, b'{"accepted":%d}' % accepted)
+        for reason, count in outcome.refused.items():
+            self.refuse(reason, outcome.first_detail[reason], peer, count)
+        answer: dict[str, Any] = {"accepted": outcome.accepted}
         answer["rejected"] = [
-            {"line": line, "reason": detail} for line, _, detail in problems[:_MAX_REPORTED_LINES]
+            {"line": line, "reason": detail} for line, detail in outcome.first_problems
         ]
-        if len(problems) > _MAX_REPORTED_LINES:
-            answer["more_rejected"] = len(problems) - _MAX_REPORTED_LINES
+        more = sum(outcome.refused.values()) - len(outcome.first_problems)
+        if more:
+            answer["more_rejected"] = more
+        if outcome.gave_up_at:
+            answer["gave_up_at_line"] = outcome.gave_up_at
         return Answer(400, json.dumps(answer).encode())
 
-    def ingest(self, text: str) -> tuple[int, list[Problem]]:
-        """Count every event in a body; (accepted, [(line, reason, detail), ...])."""
-        accepted = 0
-        problems: list[Problem] = []
-        for line, document in bodies.documents(text):
-            if isinstance(document, bodies.NotJson):
-                problems.append((line, Rejection.NOT_JSON, f"not JSON: {document.error}"))
-                continue
-            try:
-                event = event_from_json(document)
-            except EventFormatError as error:
-                problems.append((line, error.reason, str(error)))
-                continue
-            except RecursionError:
-                problems.append((line, Rejection.NOT_AN_EVENT, "nested too deeply"))
-                continue
-            self._sink(event)
-            accepted += 1
-        if not accepted and not problems:
-            problems.append((1, Rejection.EMPTY, "empty body"))
-        if accepted:
-            self.counts.events += accepted
+    def ingest(self, text: str) -> Outcome:
+        """Count every event in a body, at once."""
+        return _run(self._ingest(text))
+
+    def _ingest(self, text: str) -> Steps:
+        """Count the body's events, yielding every few milliseconds; give up on a body
+        whose lines mostly fail (a sender of garbage gets a 400, not our CPU)."""
+        outcome = Outcome()
+        failed = 0
+        step_ends = time.perf_counter() + _STEP_SECONDS
+        for index, (line, document) in enumerate(bodies.documents(text)):
+            event = _event_of(document)
+            if isinstance(event, FalcoEvent):
+                self._sink(event)
+                outcome.accepted += 1
+            else:
+                outcome.refuse(line, *event)
+                failed += 1
+                if failed >= _GIVE_UP_AFTER and failed > outcome.accepted:
+                    outcome.gave_up_at = line
+                    break
+            if index % _CLOCK_EVERY == _CLOCK_EVERY - 1 and time.perf_counter() > step_ends:
+                self._counted(outcome.accepted)
+                outcome.accepted_counted = outcome.accepted
+                yield
+                step_ends = time.perf_counter() + _STEP_SECONDS
+        if not outcome.accepted and not outcome.refused:
+            outcome.refuse(1, Rejection.EMPTY, "empty body")
+        self._counted(outcome.accepted - outcome.accepted_counted)
+        return outcome
+
+    def _counted(self, events: int) -> None:
+        if events:
+            self.counts.events += events
             self.counts.last_event_time = time.time()
-        return accepted, problems
+
+
+def _event_of(document: object) -> FalcoEvent | tuple[Rejection, str]:
+    """The event of a document, or why it is none."""
+    if isinstance(document, bodies.NotJson):
+        return Rejection.NOT_JSON, f"not JSON: {document.error}"
+    try:
+        return event_from_json(document)
+    except EventFormatError as error:
+        return error.reason, str(error)
+    except RecursionError:
+        return Rejection.NOT_AN_EVENT, "nested too deeply"
+
+
+def _run(steps: Steps) -> Outcome:
+    """Every step at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            outcome: Outcome = done.value
+            return outcome
