@@ -645,3 +645,34 @@ def test_the_image_lock_pins_every_dependency_with_hashes() -> None:
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: run make lock"
     assert all(count >= 1 for count in hashes.values()), hashes
     assert "aiohttp" not in pins  # the image serves with httptools alone
+
+
+def test_the_sidecar_overlay_admits_only_scrapes_to_the_falco_pods() -> None:
+    """The sidecar overlay's NetworkPolicy selects the Falco pods, and admits the exporter's
+    main port from Prometheus' namespace only (the input is on loopback; probes bypass it)."""
+    documents = render("sidecar")
+    policy = one(documents, "NetworkPolicy")
+    monitor = one(documents, "PodMonitor")
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    assert policy["metadata"]["namespace"] == "falco"
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": monitor["spec"]["selector"]["matchLabels"]
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9376, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    [sidecar] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+    assert {"containerPort": 9376, "name": "exp-metrics"}.items() <= sidecar["ports"][0].items()
+    assert "--http-input-address=127.0.0.1:2801" in sidecar["args"]
+
+
+def test_the_central_input_admits_posts_from_falcos_namespace_only() -> None:
+    """The http-input overlay admits port 2801 from the falco namespace, nothing else."""
+    policy = one(render("http-input"), "NetworkPolicy")
+    [posts] = [rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 2801]
+    assert posts["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "falco"}}}
+    ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from exporter.settings.schema import SETTINGS, env_name, flag_name
 from exporter.simulator.server import SimulatedFalco
-from tests.support import REPO, ExporterFor, fetch, parse_metrics
+from tests.support import REPO, ExporterFor, MakeExporter, fetch, parse_metrics
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -25,11 +27,16 @@ def test_every_setting_is_documented() -> None:
         assert row in README, row
 
 
+@pytest.mark.parametrize("mode", ["grpc", "http"])
 async def test_every_metric_family_is_documented(
-    falco: SimulatedFalco, exporter_for: ExporterFor
+    falco: SimulatedFalco, exporter_for: ExporterFor, make_exporter: MakeExporter, mode: str
 ) -> None:
-    """Every family on /metrics is named in the README (process metrics as `process_*`)."""
-    exporter = await exporter_for(falco)
+    """Every family on /metrics, in either input's mode, is named in the README (process
+    metrics as `process_*`)."""
+    if mode == "grpc":
+        exporter = await exporter_for(falco)
+    else:
+        exporter = await make_exporter(http_input_address="127.0.0.1:0")
     _, body, _ = await fetch(f"http://127.0.0.1:{exporter.main_http.port}/metrics")
     names = set(re.findall(r"^# TYPE (\S+)", body, flags=re.MULTILINE))
     assert "falco_events" in names
@@ -52,3 +59,26 @@ def test_every_falco_chart_install_pins_a_chart_with_the_right_falco() -> None:
             assert "--version 8.x" in command, command
         else:
             assert "--version 9.x" in command, command
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors a Markdown file has: explicit ids, and GitHub's slugs of its headings."""
+    anchors = set(re.findall(r'<a id="([^"]+)"', markdown))
+    for heading in re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE):
+        text = re.sub(r"<[^>]+>", "", heading).strip().lower()
+        anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return anchors
+
+
+def test_every_cited_doc_section_exists() -> None:
+    """A comment or doc citing a section of a doc (docs/<name>.md#<section>) points at a
+    section that is there."""
+    cited: dict[tuple[str, str], str] = {}
+    for path in [*REPO.glob("exporter/**/*.py"), *REPO.glob("tests/*.py"), *REPO.glob("*.md")]:
+        for name, anchor in re.findall(r"docs/([\w-]+)\.md#([\w-]+)", path.read_text()):
+            cited[(name, anchor)] = str(path.relative_to(REPO))
+    assert len(cited) >= 3, "the scan found too few citations to mean anything"
+    for (name, anchor), where in sorted(cited.items()):
+        doc = REPO / "docs" / f"{name}.md"
+        assert doc.exists(), f"{where} cites {doc}"
+        assert anchor in github_anchors(doc.read_text()), f"{where} cites {name}.md#{anchor}"

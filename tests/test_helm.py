@@ -336,3 +336,28 @@ def test_the_chart_ships_the_same_rules_and_dashboard(helm: str) -> None:
     [rules] = of_kind(template(helm, "--set", "prometheusRules.enabled=true"), "PrometheusRule")
     shipped = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
     assert rules["spec"]["groups"] == shipped["groups"]
+
+
+def test_the_network_policy_admits_scrapes_and_falco_only(helm: str) -> None:
+    """With networkPolicy.enabled: in mode sidecar, a policy on the Falco pods admitting the
+    sidecar's main port from Prometheus' namespace only; in mode http-input, the input from
+    Falco's namespace only."""
+    sidecar = of_kind(template(helm, *MODES["sidecar"], "--set", "networkPolicy.enabled=true"),
+                      "NetworkPolicy")  # fmt: skip
+    [policy] = sidecar
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "falco"}}
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9376, "protocol": "TCP"}]
+    assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    central = of_kind(
+        template(helm, *MODES["http-input"], "--set", "networkPolicy.enabled=true",
+                 "--set", "networkPolicy.falcoNamespace=security"),
+        "NetworkPolicy",
+    )  # fmt: skip
+    [policy] = central
+    [posts] = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "http-input"]
+    assert posts["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "security"
+    }

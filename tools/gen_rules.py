@@ -191,11 +191,14 @@ def health_alerts() -> list[dict[str, Any]]:
         ),
         health_alert(
             "FalcoExporterSeriesLimitReached",
-            "sum by (job, instance) (increase(falco_exporter_events_folded_total[10m])) > 0",
+            "sum by (job, instance, reason) "
+            "(increase(falco_exporter_events_folded_total[10m])) > 0",
             "warning",
             f"{instance} reached its series limit",
-            "New falco_events series are being folded into __overflow__ series; raise "
-            "--max-series or set --series-ttl (docs/cardinality.md).",
+            "New falco_events series are being folded into __overflow__ series "
+            "(by {{ $labels.reason }}): those alerts are counted without some of their labels. "
+            "Raise --max-series or its budgets, or set --series-ttl (docs/cardinality.md); "
+            "a flood of junk alerts folds too (SECURITY.md).",
         ),
         health_alert(
             "FalcoExporterHttpInputRejecting",
@@ -209,6 +212,32 @@ def health_alerts() -> list[dict[str, Any]]:
             "text output: set json_output: true in falco.yaml (falco.json_output: true in "
             "the Falco Helm chart's values).{{ end }} The exporter logs each reason once a "
             "minute.",
+        ),
+        health_alert(
+            "FalcoExporterConnectionsRefused",
+            "sum by (job, instance, listener, reason) (increase("
+            'falco_exporter_listener_connections_closed_total{reason=~"limit|per_peer_limit"}'
+            "[10m])) > 0",
+            '{{ if eq $labels.listener "http_input" }}critical{{ else }}warning{{ end }}',
+            f"{instance} refuses connections on {{{{ $labels.listener }}}} "
+            "({{ $labels.reason }})",
+            "The {{ $labels.listener }} listener was full in the last 10 minutes, with no idle "
+            "connection to close, and refused new ones ({{ $labels.reason }}).{{ if eq "
+            '$labels.listener "http_input" }} A Falco refused loses the alert it was posting.'
+            "{{ end }} Something holds many connections open; the exporter's log names the "
+            "peer, once a minute.",
+        ),
+        health_alert(
+            "FalcoExporterTLSHandshakeFailures",
+            "sum by (job, instance, listener, reason) "
+            "(increase(falco_exporter_tls_handshake_failures_total[10m])) > 0",
+            '{{ if eq $labels.listener "http_input" }}critical{{ else }}warning{{ end }}',
+            f"{instance}: TLS handshakes fail on {{{{ $labels.listener }}}} "
+            "({{ $labels.reason }})",
+            "Clients of the {{ $labels.listener }} listener failed their TLS handshake with "
+            "reason {{ $labels.reason }} in the last 10 minutes.{{ if eq $labels.listener "
+            '"http_input" }} A Falco that cannot complete it loses every alert.{{ end }} The '
+            "exporter logs each reason once a minute with the peer and the setting to fix.",
         ),
         health_alert(
             "FalcoExporterCertificateExpiringSoon",
