@@ -344,9 +344,20 @@ def variants(other_checkouts: list[Path], compiled: Path | None) -> list[Variant
         Variant("floor", None, ("--uvloop",) if loop == "uvloop" else (), loop) for loop in loops
     ]
     chosen += [Variant("exporter", REPO, ("--event-loop", loop), loop) for loop in loops]
-    # An older checkout has no --event-loop: it runs asyncio's loop.
-    chosen += [Variant(f"exporter at {path}", path, (), "asyncio") for path in other_checkouts]
+    # Another checkout runs on asyncio's loop: with --event-loop where it has the flag (an
+    # older one has none, and only that loop).
+    chosen += [
+        Variant(f"exporter at {path}", path, _asyncio_flag(path), "asyncio")
+        for path in other_checkouts
+    ]
     return chosen
+
+
+def _asyncio_flag(checkout: Path) -> tuple[str, ...]:
+    sources = (checkout / "exporter").rglob("*.py")
+    if any("event-loop" in source.read_text(encoding="utf-8") for source in sources):
+        return ("--event-loop", "asyncio")
+    return ()
 
 
 def main() -> None:

@@ -69,12 +69,18 @@ class RequestReader:
         httptools.HttpParserCallbackError (a bug of ours in a callback) propagates.
         """
         position, size = 0, len(data)
-        events = self._events
         if size <= MAX_HEAD:  # the usual: one request in one read (fed only while reading)
             if self._in_head:
                 self._head_size += size
-            self._parse(data)
+            try:
+                self._parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+                self._failed(error)
+                return b""
+            if self._in_head and self.in_request and self._head_size > MAX_HEAD:
+                self._refuse_long_head()
             return b""
+        events = self._events
         while position < size:
             if not events.reading:
                 return data[position:]
@@ -91,18 +97,23 @@ class RequestReader:
         HTTP/1.1 as the parser reads it)."""
         try:
             self._parser.feed_data(piece)
-        except httptools.HttpParserUpgrade:
-            self._refuse(Refusal.MALFORMED_REQUEST, "protocol upgrades are not supported")
-            return False
-        except httptools.HttpParserCallbackError:
-            raise  # a bug of ours, for the connection to log and answer 500
-        except httptools.HttpParserError as error:
-            self._refuse(Refusal.MALFORMED_REQUEST, f"malformed HTTP request: {error}")
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            self._failed(error)
             return False
         if self._in_head and self.in_request and self._head_size > MAX_HEAD:
             self._refuse_long_head()
             return False
         return True
+
+    def _failed(self, error: Exception) -> None:
+        """The parser stopped: the client's request is refused; a bug of ours in a callback
+        (HttpParserCallbackError) propagates, for the connection to log and answer 500."""
+        if isinstance(error, httptools.HttpParserCallbackError):
+            raise error
+        if isinstance(error, httptools.HttpParserUpgrade):
+            self._refuse(Refusal.MALFORMED_REQUEST, "protocol upgrades are not supported")
+        else:
+            self._refuse(Refusal.MALFORMED_REQUEST, f"malformed HTTP request: {error}")
 
     def _refuse_long_head(self) -> None:
         if not self._headers and len(self._url) > MAX_REQUEST_LINE // 2:
@@ -128,11 +139,9 @@ class RequestReader:
             self._refuse(Refusal.URI_TOO_LONG, f"request line longer than {MAX_REQUEST_LINE} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """Keep only the headers the sites read."""
+        """Keep only the headers the sites read; count them all (the count is checked once
+        the head is complete: what the parser holds is bounded by MAX_HEAD meanwhile)."""
         self._headers += 1
-        if self._headers > MAX_HEADERS:
-            self._refuse(Refusal.HEADERS_TOO_LARGE, f"more than {MAX_HEADERS} headers")
-            return
         lowered = name.lower()
         if lowered == b"content-type":
             self._content_type = value
@@ -150,7 +159,9 @@ class RequestReader:
         self._in_head = False
         if not self.in_request:
             return
-        if self._declared_length > self._max_body:
+        if self._headers > MAX_HEADERS:
+            self._refuse(Refusal.HEADERS_TOO_LARGE, f"more than {MAX_HEADERS} headers")
+        elif self._declared_length > self._max_body:
             self._refuse(Refusal.TOO_LARGE, f"body larger than {self._max_body} bytes")
         elif self._expect_continue:
             self._events.continue_wanted()

@@ -54,18 +54,28 @@ def event_from_json(document: object) -> FalcoEvent:
     """Convert one decoded JSON document; raise EventFormatError if it is no Falco event."""
     if not isinstance(document, dict):
         raise EventFormatError("event is not a JSON object")
-    rule = _required_text(document, "rule")
-    priority_text = _required_text(document, "priority")
+    # Every event takes this path: ASCII strings are taken as they are, in line; anything
+    # else goes through the helpers, which check and explain.
+    rule, priority_text = document.get("rule"), document.get("priority")
+    if type(rule) is not str or not rule.isascii():
+        rule = _required_text(document, "rule")
+    if type(priority_text) is not str or not priority_text.isascii():
+        priority_text = _required_text(document, "priority")
     priority = priority_from_name(priority_text)
     if priority is None:
         raise EventFormatError(
             f"unknown priority {priority_text[:40]!r}", Rejection.UNKNOWN_PRIORITY
         )
+    source, hostname = document.get("source"), document.get("hostname")
+    if type(source) is not str or not source.isascii():
+        source = _optional_text(document, "source")
+    if type(hostname) is not str or not hostname.isascii():
+        hostname = _optional_text(document, "hostname")
     return FalcoEvent(
         rule=rule,
         priority=priority,
-        source=_optional_text(document, "source"),
-        hostname=_optional_text(document, "hostname"),
+        source=source,
+        hostname=hostname,
         tags=_tags(document.get("tags")),
         output_fields=_fields(document.get("output_fields")),
         output=_output(document.get("output")),

@@ -28,6 +28,7 @@ from exporter.inputs.http.rejections import REASONS, TEXT_OUTPUT_FIX, Reason, Re
 from exporter.runtime.rate_limited_log import RateLimitedLog
 
 PATHS = frozenset({"/", "/events"})
+_PATHS_AS_SENT = frozenset(path.encode() for path in PATHS)  # Falco's, without a query
 _MAX_REPORTED_LINES = 20
 # A body this large or smaller is read at once (Falco posts one alert of about 1 KiB).
 _READ_AT_ONCE = 64 * 1024
@@ -118,9 +119,12 @@ class HttpInputSite:
     def handle(self, request: Request) -> Answer | Awaitable[Answer]:
         """The answer to one complete request, its events counted; a large body is read
         in steps that yield to the event loop (the answer comes later)."""
-        path = request.path.split(b"?", 1)[0].decode("latin-1")
-        if path not in PATHS:
-            return self._refused(Rejection.PATH, f"no such path {path[:100]!r}; POST to /", request)
+        if request.path not in _PATHS_AS_SENT:
+            path = request.path.split(b"?", 1)[0].decode("latin-1")
+            if path not in PATHS:
+                return self._refused(
+                    Rejection.PATH, f"no such path {path[:100]!r}; POST to /", request
+                )
         if request.method != b"POST":
             return self._refused(Rejection.METHOD, "use POST", request)
         try:
