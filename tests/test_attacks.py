@@ -62,6 +62,14 @@ class Attacked:
         assert answer.status == 200
         return time.perf_counter() - start
 
+    async def still_serves(self) -> None:
+        """The probes answer in time, a scrape gets its 200 and Falco's POST is taken."""
+        assert (await self.probe()) < PROBE_TIMEOUT
+        scraped = await request(self.metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert scraped.status == 200
+        posted = await request(self.input, _POST % len(EVENT_BODY) + EVENT_BODY)
+        assert posted.status == 200
+
     async def falco(self, until: asyncio.Event) -> int:
         """Post one event per request on one keep-alive connection, as Falco's libcurl does,
         until `until` is set; every answer must be a 200. How many were posted."""
@@ -225,11 +233,7 @@ async def test_idle_connections_cannot_starve_any_port(attacked: Attacked) -> No
         for port in (attacked.input, attacked.metrics, attacked.probes)
     ]
     try:
-        assert (await attacked.probe()) < PROBE_TIMEOUT
-        scraped = await request(attacked.metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert scraped.status == 200
-        posted = await request(attacked.input, _POST % len(EVENT_BODY) + EVENT_BODY)
-        assert posted.status == 200
+        await attacked.still_serves()
         closed = await scrape(attacked.metrics, "falco_exporter_listener_connections_closed")
         for listener in ("metrics", "probes"):  # the HTTP input holds 8,192: see below
             assert closed[labels(listener=listener, reason="shed")] > 0, listener
@@ -447,11 +451,7 @@ async def test_a_low_open_files_limit_still_leaves_room_for_the_probes() -> None
             for n in range(1100)
         ]
         try:
-            assert (await target.probe()) < PROBE_TIMEOUT
-            scraped = await request(target.metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert scraped.status == 200
-            posted = await request(target.input, _POST % len(EVENT_BODY) + EVENT_BODY)
-            assert posted.status == 200
+            await target.still_serves()
         finally:
             for _reader, writer in held:
                 writer.close()
