@@ -20,6 +20,7 @@ import structlog
 
 from exporter.core.cardinality import Fold, SeriesLimits
 from exporter.core.counter import EventCounter
+from exporter.core.delivery import DeliveryLedger
 from exporter.core.inputs import Input, InputStatus, Readiness
 from exporter.core.labels import build_label_set
 from exporter.exposition.falco_events import FalcoEventsText
@@ -60,17 +61,18 @@ class Exporter:
         config = _fit_open_files(config, self._log)
         self.config = config
         self.counter = _counter(config, clock)
+        self.delivery = _delivery(config, clock)
         self.live = LiveView(self.counter, config.recent_alerts)
         self.certificates = HeldCertificates(config.certificate_files())
         self.inputs: list[Input] = build_inputs(
             config,
             self.counter,
-            self.live.recording,
+            lambda sink: self.live.recording(self.delivery.watching(sink)),
             clock=clock,
             on_certificates_changed=self.certificates.reload,
         )
         self._falco_events = FalcoEventsText(self.counter)
-        page = LivePage(self.live, self.statuses)
+        page = LivePage(self.live, self.statuses, self.delivery)
         metrics_tls = config.metrics.tls
         self.main_http = HttpServer(
             main_site(self.render_metrics, self.readiness, page.html, page.data),
@@ -85,6 +87,7 @@ class Exporter:
         )
         parts = [part.collect for part in self.inputs]
         parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
+        parts.append(self.delivery.collect)
         self._self_metrics = SelfMetrics(self.counter, parts)
         self._tasks = BackgroundTasks()
 
@@ -249,4 +252,27 @@ def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
         limits=limits,
         clock=clock,
         on_fold=folded,
+    )
+
+
+def _delivery(config: Config, clock: Callable[[], float]) -> DeliveryLedger:
+    """The delivery ledger, telling the log (once a minute per kind and Falco) what it saw."""
+    reports = RateLimitedLog(structlog.get_logger("delivery"), clock=clock)
+    lines = {
+        "alerts lost": "alerts Falco raised never reached this exporter",
+        "unreadable snapshot": "a metrics snapshot without the counts delivery needs; "
+        "keep metrics.rules_counters_enabled on in falco.yaml",
+        "untracked": "too many Falcos to account for; raise --delivery-max-falcos",
+    }
+
+    def report(what: str, hostname: str, detail: str) -> None:
+        level = logging.ERROR if what == "alerts lost" else logging.WARNING
+        reports.log((what, hostname), level, lines[what], hostname=hostname, detail=detail)
+
+    return DeliveryLedger(
+        accounting=config.delivery.accounting,
+        max_falcos=config.delivery.max_falcos,
+        max_label_length=config.series.max_label_length or 256,
+        clock=clock,
+        report=report,
     )

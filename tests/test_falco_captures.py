@@ -140,3 +140,35 @@ def test_the_captures_are_whole_requests_as_falco_writes_them() -> None:
             assert head[0] == b"POST / HTTP/1.1"
             assert b"User-Agent: falcosecurity/falco" in head
             body_of(request)
+
+
+@pytest.mark.parametrize("path", ["http", "grpc"])
+async def test_the_captured_snapshots_give_falcos_own_counts(
+    make_exporter: MakeExporter,
+    falco: SimulatedFalco,
+    exporter_for: Callable[..., Awaitable[Exporter]],
+    path: str,
+) -> None:
+    """Falco 0.44.1's five metrics snapshots: its count of alerts raised (0: no driver, no
+    rule matched), its version, engine and start time per hostname, and nothing lost."""
+    snapshots = captured("nodriver-json")
+    if path == "http":
+        exporter = await make_exporter(http_input_address="127.0.0.1:0")
+        await exchange_all(exporter.ports["http_input"], snapshots)
+    else:
+        exporter = await exporter_for(falco)
+        falco.publish(response_from_json(json.loads(body_of(request))) for request in snapshots)
+    await series_when(exporter, len(snapshots))
+    port = exporter.main_http.port
+    vm = labels(hostname="vm")
+    assert await scrape(port, "falco_exporter_falco_alerts_raised") == {vm: 0.0}
+    assert await scrape(port, "falco_exporter_falco_alerts_received") == {vm: 0.0}
+    assert await scrape(port, "falco_exporter_alerts_lost") == {vm: 0.0}
+    assert await scrape(port, "falco_exporter_falco_info") == {
+        labels(hostname="vm", version="0.44.1", engine="nodriver"): 1.0
+    }
+    started = await scrape(port, "falco_exporter_falco_start_time_seconds")
+    assert started[vm] == pytest.approx(1796154870.393719981)
+    assert await scrape(port, "falco_exporter_falco_outputs_queue_drops") == {vm: 0.0}
+    assert await scrape(port, "falco_exporter_falco_kernel_drops_ratio") == {vm: 0.0}
+    assert await scrape(port, "falco_exporter_falco_kernel_drops") == {}  # no driver: no n_drops

@@ -65,6 +65,9 @@ class Event(Protocol):
     def tags(self) -> Sequence[str]: ...
     @property
     def output_fields(self) -> Mapping[str, str]: ...
+    @property
+    def time(self) -> object:
+        """The event's time: Falco's ISO 8601 text, or a gRPC Timestamp."""
 
 
 class FalcoEvent(NamedTuple):
@@ -77,6 +80,7 @@ class FalcoEvent(NamedTuple):
     tags: Sequence[str]
     output_fields: Mapping[str, str]
     output: str = ""  # Falco's formatted line: shown on the live page with --recent-alerts only
+    time: str = ""  # Falco's ISO 8601 event time (what delivery accounting compares)
 
 
 # Where an input hands each event: the counter's (or the live page's wrapping of it).

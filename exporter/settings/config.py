@@ -91,6 +91,14 @@ class SeriesConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    """Accounting for each Falco's alerts from its metrics snapshots (docs/delivery.md)."""
+
+    accounting: bool
+    max_falcos: int
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the exporter reads, built once at start-up."""
 
@@ -100,6 +108,7 @@ class Config:
     metrics: ListenerConfig
     probes: ListenerConfig
     series: SeriesConfig
+    delivery: DeliveryConfig
     recent_alerts: int
     event_loop: EventLoopChoice
     log_level: LogLevel
@@ -200,6 +209,7 @@ def build_config(settings: Settings) -> Config:
             max_label_length=settings.max_label_length,
             ttl=settings.series_ttl,
         ),
+        delivery=DeliveryConfig(settings.delivery_accounting, settings.delivery_max_falcos),
         recent_alerts=settings.recent_alerts,
         event_loop=settings.event_loop,
         log_level=settings.log_level,

@@ -227,6 +227,14 @@ class Settings:
         "'…[truncated]' (0: no limit)",
         "N",
     )
+    delivery_accounting: bool = _setting(
+        True, values.boolean, "count the alerts each Falco raised that never reached us "
+        "(false where replicas share each Falco's posts: docs/delivery.md)", "BOOL",
+    )  # fmt: skip
+    delivery_max_falcos: int = _setting(
+        10_000, values.count, "most Falcos (hostnames) accounted for; past it their alerts "
+        "are counted, not accounted for", "N",
+    )  # fmt: skip
     series_ttl: float = _duration(
         0.0, "remove a series that has not grown for this long (0: never)", may_be_zero=True
     )

@@ -79,6 +79,7 @@ def event_from_json(document: object) -> FalcoEvent:
         tags=_tags(document.get("tags")),
         output_fields=_fields(document.get("output_fields")),
         output=_output(document.get("output")),
+        time=_time(document.get("time")),
     )
 
 
@@ -103,6 +104,11 @@ def _optional_text(document: Mapping[str, Any], key: str) -> str:
 def _output(value: object) -> str:
     """The output line, for the live page only: never a reason to refuse an event."""
     return valid_text(value) if isinstance(value, str) else ""
+
+
+def _time(value: object) -> str:
+    """The event time as Falco writes it (ISO 8601, UTC); not a reason to refuse an event."""
+    return value if type(value) is str else ""
 
 
 def _tags(value: object) -> tuple[str, ...]:
