@@ -31,6 +31,7 @@ from tests.support import (
     eventually,
     fetch,
     input_url,
+    parse_metrics,
     post,
     scrape,
 )
@@ -227,3 +228,63 @@ async def test_junk_rules_of_low_priority_cannot_push_out_a_new_warning() -> Non
     state = await view.state()
     assert state.new_rules[0][0] == "Curl"
     assert len(state.new_rules) == 2000
+
+
+def delivery_rows(dom: str) -> dict[str, list[str]]:
+    """The Delivery table's rows by Falco, as text."""
+    table = re.search(r'<table id="falcos">(.*?)</table>', dom, re.S)
+    assert table is not None, "no Delivery table"
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(1), re.S):
+        texts = [
+            unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        if len(texts) == 7:
+            rows[texts[0]] = texts
+    return rows
+
+
+@pytest.mark.usefixtures("chromium")
+async def test_the_page_shows_each_falcos_delivery_as_metrics_count_it() -> None:
+    """`demo --http` with a simulated Falco that drops a share of its posts: the Delivery
+    table shows, per Falco, what it raised, what arrived and what was lost, as /metrics
+    counts them, and a banner says alerts were lost."""
+    async with running(
+        "demo", "--http", "--once", "--rate", "50", "--snapshot-interval", "0.5",
+        "--drop-share", "0.3", "--seed", "1", "--http-input-address", "127.0.0.1:0",
+        *LOCAL_PORTS,
+    ) as process:  # fmt: skip
+        serving = await process.wait_for_log("serving HTTP")
+        port = int(serving["metrics_port"])
+
+        async def settled() -> dict[str, tuple[float, float, float]] | None:
+            _, body, _ = await fetch(f"http://127.0.0.1:{port}/metrics")
+            families = parse_metrics(body)
+            by_falco = {}
+            for key, raised in families["falco_exporter_falco_alerts_raised"].items():
+                received = families["falco_exporter_falco_alerts_received"][key]
+                lost = families["falco_exporter_alerts_lost"].get(key, -1.0)
+                if raised != received + lost:
+                    return None
+                by_falco[dict(key)["hostname"]] = (raised, received, lost)
+            return by_falco if len(by_falco) == 5 else None
+
+        async def is_settled() -> bool:
+            return await settled() is not None
+
+        await eventually(is_settled, message="every dropped alert found lost")
+        counted = await settled()
+        assert counted is not None
+        assert sum(lost for _, _, lost in counted.values()) == 4  # --seed 1 drops 4 of 13
+        dom = (await browser.load(f"http://127.0.0.1:{port}/", until=UPDATED)).dom
+    rows = delivery_rows(dom)
+    assert set(rows) == set(counted)
+    for hostname, (raised, received, lost) in counted.items():
+        row = rows[hostname]
+        assert (row[1], row[2], row[3], row[4]) == (
+            "0.44.1", str(int(raised)), str(int(received)), str(int(lost)),
+        )  # fmt: skip
+    banner = re.search(r'<p class="banner" role="alert">(.*?)</p>', dom, re.S)
+    assert banner is not None
+    assert banner.group(1).startswith("4 alerts raised by Falco never reached this exporter")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
+from exporter.core.delivery import FalcoView
 from exporter.core.event import PRIORITY_NAMES
 from exporter.core.inputs import InputStatus
 from exporter.serve.live import NEW_RULE_SECONDS, LiveState
@@ -150,12 +152,70 @@ def banner(state: LiveState) -> str:
     )
 
 
-def main_section(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool) -> str:
+@dataclass(frozen=True)
+class Delivery:
+    """Each Falco's alerts raised, received and lost (the first few), for the page."""
+
+    falcos: Sequence[FalcoView] = ()
+    tracked: int = 0
+    accounting: bool = True
+
+
+def delivery(state: Delivery, now: float) -> str:
+    """Per Falco: what it raised (its metrics snapshots), what reached us, what was lost."""
+    rows = []
+    for falco in state.falcos:
+        lost = "not counted" if falco.lost is None else str(falco.lost)
+        bad = ' class="lost"' if falco.lost else ""
+        raised = "no snapshot yet" if falco.raised is None else str(falco.raised)
+        drops = "" if falco.kernel_drops is None else str(falco.kernel_drops)
+        rows.append(
+            f"<tr{bad}><td>{escape(falco.hostname)}</td><td>{escape(falco.version)}</td>"
+            f'<td class="num">{raised}</td><td class="num">{falco.received}</td>'
+            f'<td class="num">{lost}</td><td class="num">{drops}</td>'
+            f"<td>{_ago(now, falco.last_snapshot)}</td></tr>"
+        )
+    body = "".join(rows) or '<tr><td colspan="7">No Falco seen yet.</td></tr>'
+    shown = (
+        f" (the first {len(state.falcos)} of {state.tracked})"
+        if state.tracked > len(state.falcos)
+        else ""
+    )
+    note = (
+        ""
+        if state.accounting
+        else '<p class="updated">Lost alerts are not counted here (--delivery-accounting '
+        "false: replicas share each Falco's posts); docs/delivery.md has the query.</p>"
+    )
+    total_lost = sum(falco.lost or 0 for falco in state.falcos)
+    warning = (
+        f'<p class="banner" role="alert">{total_lost} alerts raised by Falco never reached this '
+        "exporter (docs/runbooks.md#falcoalertslost).</p>"
+        if total_lost
+        else ""
+    )
+    return (
+        f'<section aria-labelledby="delivery"><h2 id="delivery">Delivery</h2>{warning}{note}'
+        f'<div class="scroll"><table id="falcos"><caption>Alerts per Falco since this exporter '
+        f'started{shown}</caption><thead><tr><th scope="col">Falco</th>'
+        '<th scope="col">Version</th><th scope="col" class="num">Raised</th>'
+        '<th scope="col" class="num">Received</th><th scope="col" class="num">Lost</th>'
+        '<th scope="col" class="num">Kernel drops</th><th scope="col">Last snapshot</th>'
+        f"</tr></thead><tbody>{body}</tbody></table></div></section>"
+    )
+
+
+def main_section(
+    state: LiveState,
+    statuses: Sequence[InputStatus],
+    recent_enabled: bool,
+    falcos: Delivery = Delivery(),
+) -> str:
     """Everything that updates: swapped in whole by the page's script."""
     return (
         f'{banner(state)}<p class="updated">Updated {_clock(state.now)}</p>'
-        f"{chart(state)}{inputs(statuses)}{table(state)}{new_rules(state)}"
-        f"{recent(state, recent_enabled)}"
+        f"{chart(state)}{inputs(statuses)}{delivery(falcos, state.now)}{table(state)}"
+        f"{new_rules(state)}{recent(state, recent_enabled)}"
     )
 
 
@@ -178,6 +238,7 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);ve
 padding:0 .35rem;margin-left:.3rem}
 .ok::before{content:"\\25CF  ";color:#43a047}.bad::before{content:"\\25CF  ";color:#d32f2f}
 .banner{border-left:4px solid #d32f2f;padding:.4rem .7rem;background:var(--new)}
+tr.lost td{color:#d32f2f;font-weight:600}
 ul{padding-left:1.2rem} code{white-space:pre-wrap;word-break:break-word;font-size:.85rem}
 """
 
@@ -194,7 +255,12 @@ _SCRIPT = f"""
 """
 
 
-def page(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool) -> str:
+def page(
+    state: LiveState,
+    statuses: Sequence[InputStatus],
+    recent_enabled: bool,
+    falcos: Delivery = Delivery(),
+) -> str:
     """The whole page."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -206,6 +272,6 @@ def page(state: LiveState, statuses: Sequence[InputStatus], recent_enabled: bool
         '<a href="readyz">/readyz</a> · <a href="livez">/livez</a> · '
         '<a href="api/live">/api/live</a></nav></header>'
         '<main id="live" aria-live="polite">'
-        f"{main_section(state, statuses, recent_enabled)}</main>"
+        f"{main_section(state, statuses, recent_enabled, falcos)}</main>"
         f"<script>{_SCRIPT}</script></body></html>"
     )

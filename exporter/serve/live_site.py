@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from exporter.core.delivery import DeliveryLedger
 from exporter.core.inputs import InputStatus
 from exporter.serve import live_page
 from exporter.serve.live import LiveView
 
 # How long a built page is served again before it is rebuilt.
 FRESH_FOR = 1.0
+# Falcos shown on the page (those that lost alerts first); /metrics has them all.
+FALCOS_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,12 @@ class LivePage:
         self,
         view: LiveView,
         statuses: Callable[[], Sequence[InputStatus]],
+        delivery: DeliveryLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._view = view
         self._statuses = statuses
+        self._delivery = delivery
         self._clock = clock
         self._built: _Built | None = None
         self._building: asyncio.Future[_Built] | None = None
@@ -71,6 +76,7 @@ class LivePage:
         state = await view.state()
         statuses = self._statuses()
         keeps_recent = view.keeps_recent_alerts
+        falcos = self._falcos()
         data: dict[str, object] = {
             "now": state.now,
             "minutes": [{"start": start, "by_priority": counts} for start, counts in state.minutes],
@@ -82,10 +88,19 @@ class LivePage:
                 {"name": status.name, "state": status.state, "healthy": status.healthy}
                 for status in statuses
             ],
-            "html": live_page.main_section(state, statuses, keeps_recent),
+            "falcos": [vars(falco) for falco in falcos.falcos],
+            "falcos_tracked": falcos.tracked,
+            "delivery_accounting": falcos.accounting,
+            "html": live_page.main_section(state, statuses, keeps_recent, falcos),
         }
         if keeps_recent:
             data["recent"] = [vars(alert) for alert in state.recent]
-        html = live_page.page(state, statuses, keeps_recent).encode()
+        html = live_page.page(state, statuses, keeps_recent, falcos).encode()
         self._built = _Built(self._clock(), html, json.dumps(data).encode())
         return self._built
+
+    def _falcos(self) -> live_page.Delivery:
+        ledger = self._delivery
+        if ledger is None:
+            return live_page.Delivery()
+        return live_page.Delivery(ledger.views(FALCOS_SHOWN), ledger.tracked, ledger.accounting)
