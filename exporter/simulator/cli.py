@@ -17,6 +17,7 @@ from exporter.runtime.process import configure_process
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
 from exporter.settings.load import ConfigError, load_config
+from exporter.simulator.arguments import delivery_arguments, events_argument
 from exporter.simulator.certs import CertPaths, write_cert_set
 from exporter.simulator.certs_cli import run_certs
 from exporter.simulator.events import bundled_events_path, load_documents, load_responses
@@ -31,22 +32,6 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
     if name == "certs":
         return run_certs(args)
     return _demo(args)
-
-
-def _events_argument(parser: argparse.ArgumentParser, default_rate: float) -> None:
-    parser.add_argument(
-        "--events",
-        type=Path,
-        default=None,
-        help="JSONL file of Falco events (default: the bundled samples)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=default_rate,
-        help=f"events per second, 0 for all at once (default: {default_rate})",
-    )
-    parser.add_argument("--once", action="store_true", help="replay the file once, not in a loop")
 
 
 def _simulate(args: Sequence[str]) -> int:
@@ -80,7 +65,8 @@ def _simulate(args: Sequence[str]) -> int:
     parser.add_argument("--http-client-cert", type=Path, help="client certificate for mTLS")
     parser.add_argument("--http-client-key", type=Path, help="its private key")
     parser.add_argument("--http-ca", type=Path, help="CA that signed the exporter's certificate")
-    _events_argument(parser, default_rate=1.0)
+    delivery_arguments(parser, default_interval=60.0)
+    events_argument(parser, default_rate=1.0)
     options = parser.parse_args(args)
     configure_process()
     if options.http_output:
@@ -114,6 +100,9 @@ async def _run_http_output(options: argparse.Namespace) -> int:
                 loop=not options.once,
                 ssl_context=context,
                 compress=options.http_gzip,
+                snapshot_interval=options.snapshot_interval,
+                drop_share=options.drop_share,
+                seed=options.seed,
             )
         )
         stopping = asyncio.create_task(stop.wait())
@@ -187,7 +176,8 @@ def _demo(args: Sequence[str]) -> int:
         default="127.0.0.1:2801",
         help="the exporter's HTTP input with --http (default: 127.0.0.1:2801)",
     )
-    _events_argument(parser, default_rate=2.0)
+    delivery_arguments(parser, default_interval=10.0)
+    events_argument(parser, default_rate=2.0)
     options = parser.parse_args(args)
     configure_process()
     return asyncio.run(_run_demo(options))
@@ -237,7 +227,14 @@ async def _run_demo(options: argparse.Namespace) -> int:
                 url = f"http://127.0.0.1:{exporter.ports['http_input']}/"
                 path = f"simulated Falco -> JSON POSTs to {url}"
                 work = post_events(
-                    url, load_documents(events), rate=options.rate, loop=not options.once
+                    url,
+                    load_documents(events),
+                    rate=options.rate,
+                    loop=not options.once,
+                    snapshot_interval=options.snapshot_interval,
+                    drop_share=options.drop_share,
+                    seed=options.seed,
+                    then_idle=True,  # the demo keeps serving: Falco's heartbeat goes on
                 )
             log.info(
                 f"demo running: {path} -> falco-exporter; Ctrl-C stops both",
