@@ -26,10 +26,12 @@ from tests.support import (
     ExporterFor,
     MakeExporter,
     eventually,
+    free_port,
     input_url,
     post,
     response,
 )
+from tests.support.falco_poster import Falco
 from tests.support.prometheus import Alertmanager, Prometheus, Receiver
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -46,7 +48,7 @@ NOTIFIED_WITHIN = 60.0
 
 # The `alerting` fixture: given the exporter's metrics port, a Prometheus with the shipped
 # rules scraping it, its Alertmanager posting to the returned receiver.
-Alerting = Callable[[int], Awaitable[Receiver]]
+Alerting = Callable[[int], Awaitable[tuple[Receiver, Prometheus]]]
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ async def alerting(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncItera
     await manager.start()
     started: list[Prometheus] = []
 
-    async def start(metrics_port: int) -> Receiver:
+    async def start(metrics_port: int) -> tuple[Receiver, Prometheus]:
         """Return once Prometheus has scraped the exporter: an event sent then is seen."""
         server = Prometheus(
             tmp_path,
@@ -89,7 +91,7 @@ async def alerting(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncItera
             return bool(result["result"])
 
         await eventually(scraped, timeout=60, interval=0.1, message="the first scrape")
-        return sink
+        return sink, server
 
     yield start
     for server in started:
@@ -123,7 +125,7 @@ async def test_one_event_posted_by_http_pages_once_and_resolves(
 ) -> None:
     """One Warning event of a new rule for one pod: a notification naming rule, priority, pod."""
     exporter = await make_exporter(http_input_address="127.0.0.1:0", series_ttl="3s")
-    sink = await alerting(exporter.main_http.port)
+    sink, _ = await alerting(exporter.main_http.port)
     event = {**EVENT, "rule": "DetectCurlCommandExecution", "priority": "Warning"}
     event["output_fields"] = {"k8s.ns.name": "default", "k8s.pod.name": "nginx-1"}
     sent_at = time.monotonic()
@@ -154,7 +156,7 @@ async def test_one_event_read_over_grpc_pages_once_and_resolves(
 ) -> None:
     """The same over gRPC: one Error event of a new rule, one notification, then resolved."""
     exporter = await exporter_for(falco, series_ttl="3s")
-    sink = await alerting(exporter.main_http.port)
+    sink, _ = await alerting(exporter.main_http.port)
     sent_at = time.monotonic()
     falco.publish(
         [
@@ -174,3 +176,45 @@ async def test_one_event_read_over_grpc_pages_once_and_resolves(
     fired, resolved = await notified_then_resolved(sink, sent_at, **labels)
     assert fired < resolved
     print(f"grpc: notified after {fired:.1f}s, resolved after {resolved:.1f}s")
+
+
+async def test_alerts_raised_while_the_exporter_restarted_page_falco_alerts_lost(
+    make_exporter: MakeExporter, alerting: Alerting
+) -> None:
+    """Falco keeps counting while the exporter is down and its posts are refused: no
+    exporter can count what it never saw, but Prometheus, with the shipped FalcoAlertsLost,
+    compares Falco's count with ours across the restart, and pages."""
+    metrics, posts = free_port(), free_port()
+    flags = {"listen_address": f"127.0.0.1:{metrics}", "http_input_address": f"127.0.0.1:{posts}"}
+    first = await make_exporter(**flags)
+    sink, prometheus = await alerting(metrics)
+    falco = Falco(input_url(first))
+    await falco.snapshot()
+    assert await falco.alerts(3) == [200] * 3
+    await falco.snapshot()
+
+    async def scraped(expression: str) -> bool:
+        result = await prometheus.api("/api/v1/query", query=expression)
+        return bool(result["result"])
+
+    both = 'falco_exporter_falco_alerts_raised_total{hostname="node-7"} == 3 and on () '
+    both += 'falco_exporter_falco_alerts_received_total{hostname="node-7"} == 3'
+    await eventually(lambda: scraped(both), timeout=30, message="the first exporter's counts")
+    assert not await scraped('ALERTS{alertname="FalcoAlertsLost"}')  # nothing lost yet
+    await first.stop()
+    assert await falco.alerts(4) == [None] * 4  # refused: lost for good
+    second = await make_exporter(**flags)
+    await falco.snapshot()
+    assert await falco.alerts(1) == [200]
+    await falco.snapshot()
+    labels = {"alertname": "FalcoAlertsLost", "hostname": "node-7", "scope": "falco"}
+
+    def paged() -> bool:
+        return sink.first("firing", **labels) is not None
+
+    await eventually(paged, timeout=NOTIFIED_WITHIN, interval=0.1, message="FalcoAlertsLost")
+    assert sink.first("firing", alertname="FalcoAlertsLost", hostname="node-8") is None
+    now = 'falco_exporter_falco_alerts_raised_total{hostname="node-7"} == 8 and on () '
+    now += 'falco_exporter_falco_alerts_received_total{hostname="node-7"} == 1'
+    assert await scraped(now)  # 8 - 3 raised across the restart, 1 of them received: 4 lost
+    assert second.main_http.port == metrics

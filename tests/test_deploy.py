@@ -440,12 +440,18 @@ def falco_values(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-http-output.yaml"])
 def test_falco_values_for_the_http_input_turn_on_what_it_needs(name: str) -> None:
-    """JSON output with its output fields (pod labels), http_output, and a heartbeat."""
+    """JSON output with its output fields (pod labels), http_output, and Falco's snapshots."""
     falco = falco_values(name)["falco"]
     assert falco["json_output"] is True
     assert falco["json_include_output_fields_property"] is True
     assert falco["http_output"]["enabled"] is True
-    assert falco["metrics"] == {"enabled": True, "interval": "15m", "output_rule": True}
+    assert falco["metrics"] == {
+        "enabled": True,
+        "interval": "1m",
+        "output_rule": True,
+        "rules_counters_enabled": True,
+        "kernel_event_counters_enabled": True,
+    }
 
 
 def sidecar_pod() -> dict[str, Any]:
@@ -534,7 +540,8 @@ def test_central_http_input_is_highly_available() -> None:
 
 
 def test_every_alert_has_a_runbook_section_and_a_scope() -> None:
-    """runbook_url names a heading of docs/runbooks.md; `scope` routes pod, rule or exporter."""
+    """runbook_url names a heading of docs/runbooks.md; `scope` routes pod, rule, exporter or
+    falco (Falco's own delivery and blindness)."""
     rules = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
     headings = {
         line.lstrip("#").strip().lower()
@@ -547,7 +554,7 @@ def test_every_alert_has_a_runbook_section_and_a_scope() -> None:
             assert path == "docs/runbooks.md", rule["alert"]
             assert anchor == rule["alert"].lower()
             assert anchor in headings, rule["alert"]
-            assert rule["labels"]["scope"] in {"pod", "rule", "exporter"}
+            assert rule["labels"]["scope"] in {"pod", "rule", "exporter", "falco"}
 
 
 async def test_certs_for_the_http_input_connect_falco_as_its_chart_mounts_them(

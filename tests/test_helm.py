@@ -361,3 +361,28 @@ def test_the_network_policy_admits_scrapes_and_falco_only(helm: str) -> None:
     assert posts["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "security"
     }
+
+
+@pytest.mark.parametrize(("replicas", "accounted"), [(1, True), (2, False), (3, False)])
+def test_replicas_sharing_falcos_posts_do_not_claim_losses(
+    helm: str, replicas: int, accounted: bool
+) -> None:
+    """More than one replica of the central HTTP input: each sees only part of a Falco's
+    posts, so none may count Falco's other alerts as lost (--delivery-accounting=false)."""
+    documents = template(
+        helm, "--set", "mode=http-input", "--set", f"httpInput.replicas={replicas}"
+    )
+    [deployment] = of_kind(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == replicas
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert ("--delivery-accounting=false" not in container["args"]) is accounted
+    assert main([*container["args"], "--check-config"]) == 0
+
+
+def test_the_overlay_with_two_replicas_does_not_claim_losses() -> None:
+    """The kustomize overlay's two replicas are told the same as the chart's."""
+    overlay = REPO / "deploy" / "k8s" / "overlays" / "http-input" / "deployment.yaml"
+    deployment = yaml.safe_load(overlay.read_text())
+    assert deployment["spec"]["replicas"] > 1
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--delivery-accounting=false" in container["args"]

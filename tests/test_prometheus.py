@@ -13,10 +13,12 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.app import Exporter
+from exporter.simulator.falco_counts import FalcoCounts
 from exporter.simulator.http_output import post_events
 from exporter.simulator.server import SimulatedFalco
 from tests.support import (
@@ -172,11 +174,16 @@ GRAFANA_VARIABLES = {
 }
 
 
+def query_panels() -> list[dict[str, Any]]:
+    """The dashboard's panels that query (rows only group them)."""
+    panels: list[dict[str, Any]] = json.loads(DASHBOARD.read_text())["panels"]
+    return [panel for panel in panels if panel["type"] != "row"]
+
+
 def dashboard_expressions() -> list[tuple[str, str]]:
     """(panel title, PromQL with Grafana's variables filled in) for every query."""
-    panels = json.loads(DASHBOARD.read_text())["panels"]
     found = []
-    for panel in panels:
+    for panel in query_panels():
         for target in panel["targets"]:
             expression = target["expr"]
             for variable, value in GRAFANA_VARIABLES.items():
@@ -196,6 +203,11 @@ async def test_every_dashboard_query_runs_against_prometheus(
     """
     exporter = await exporter_for(falco, http_input_address="127.0.0.1:0")
     publish_samples(falco)
+    # The Delivery row reads Falco's metrics snapshots: one Falco, two snapshots around
+    # an alert, posted as Falco's http_output would.
+    node = FalcoCounts("node-1")
+    posts = [node.snapshot(), node.matched(sample_documents()[0]), node.snapshot()]
+    assert await post_events(input_url(exporter), posts, rate=0, loop=False) == len(posts)
     prometheus = await prometheus_for(exporter)
 
     async def scraped_twice() -> bool:
@@ -204,7 +216,7 @@ async def test_every_dashboard_query_runs_against_prometheus(
 
     await eventually(scraped_twice, timeout=60, interval=0.2, message="two scrapes")
     expressions = dashboard_expressions()
-    assert len(expressions) >= 14
+    assert len(expressions) >= 20
     for title, expression in expressions:
         data = await prometheus.api("/api/v1/query", query=expression)  # asserts success
         assert data["resultType"] in {"vector", "scalar"}, title
@@ -229,7 +241,7 @@ def test_dashboard_uses_a_datasource_variable_everywhere() -> None:
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "pod", "node", "rule", "priority"} <= variables
     assert {"cluster", "job", "instance"} <= variables
-    for panel in dashboard["panels"]:
+    for panel in query_panels():
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         for target in panel["targets"]:
             for variable in ("$cluster", "$job", "$instance"):
@@ -238,13 +250,18 @@ def test_dashboard_uses_a_datasource_variable_everywhere() -> None:
 
 def test_dashboard_counts_are_whole_and_settings_never_summed() -> None:
     """A count of alerts shows as an integer; a per-instance setting is never added up."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    for panel in dashboard["panels"]:
+    for panel in query_panels():
         for target in panel["targets"]:
             expression = target["expr"]
-            if "increase(falco_events" in expression and panel["type"] in {"stat", "table"}:
+            counts = ("increase(falco_events", "increase(falco_exporter_alerts_lost")
+            if any(c in expression for c in counts) and panel["type"] in {"stat", "table"}:
                 assert "round(" in expression, panel["title"]
                 assert panel["fieldConfig"]["defaults"]["decimals"] == 0, panel["title"]
             assert "sum(falco_exporter_series_limit" not in expression, panel["title"]
-    titles = [panel["title"] for panel in dashboard["panels"]]
+            # Replicas sharing a Falco each export its whole count: added up, it doubles.
+            assert "sum by (hostname) (increase(falco_exporter_falco_alerts_raised" not in (
+                expression
+            ), panel["title"]
+    titles = [panel["title"] for panel in query_panels()]
     assert "Rules firing for the first time in the time range" in titles
+    assert "Alerts lost in the time range" in titles

@@ -314,6 +314,82 @@ def panels() -> list[Any]:
     ]
 
 
+def delivery_panels() -> list[Any]:
+    """The "Delivery" row: what each Falco raised against what reached the exporters
+    (docs/delivery.md), and when Falco itself was blind."""
+    node = f'{{{SCOPE}, hostname=~"$node"}}'
+    # Replicas that share a Falco's posts each export its count: the same number, never
+    # added up (max); what reached them adds up (sum).
+    raised = f"max by (hostname) (increase(falco_exporter_falco_alerts_raised_total{node}"
+    lost = f"falco_exporter_alerts_lost_total{node}"
+    return [
+        dash.Row("Delivery").grid_pos(place(0, 42, 24, 1)),
+        rate_panel(
+            "Delivery: alerts Falco raised and alerts received, by node",
+            [
+                query(raised + "[$__rate_interval]))", "raised {{hostname}}"),
+                query(
+                    "sum by (hostname) (increase(falco_exporter_falco_alerts_received_total"
+                    f"{node}[$__rate_interval]))",
+                    "received {{hostname}}",
+                ),
+            ],
+            place(0, 43, 12, 8),
+        )
+        .unit("short")
+        .description(
+            "From Falco's metrics snapshots (metrics.output_rule): its own count of the alerts "
+            "it raised, against those that reached the exporters. Apart for longer than a "
+            "snapshot interval means alerts lost."
+        ),
+        count_stat(
+            "Alerts lost in the time range",
+            f"sum(increase({lost}[$__range]))",
+            place(12, 43, 4, 8),
+            "Alerts Falco raised that never reached an exporter while it ran (refused, a "
+            "broken path, Falco's queue drops). Falco never retries. Empty with "
+            "--delivery-accounting false: see docs/delivery.md.",
+        ),
+        rate_panel(
+            "Delivery: alerts lost, by node",
+            [query(f"sum by (hostname) (increase({lost}[$__rate_interval]))", "{{hostname}}")],
+            place(16, 43, 8, 8),
+        ).unit("short"),
+        rate_panel(
+            "Falco: kernel events and alerts it dropped, per second, by node",
+            [
+                query(
+                    "max by (hostname) (rate(falco_exporter_falco_kernel_drops_total"
+                    f"{node}[$__rate_interval]))",
+                    "kernel events {{hostname}}",
+                ),
+                query(
+                    "max by (hostname) (rate(falco_exporter_falco_outputs_queue_drops_total"
+                    f"{node}[$__rate_interval]))",
+                    "alerts from its queue {{hostname}}",
+                ),
+            ],
+            place(0, 51, 12, 7),
+        ).description(
+            "Kernel events Falco never saw (scap.n_drops): nothing was checked against any "
+            "rule meanwhile; empty for Falco without a driver. Alerts dropped from its own "
+            "output queue (outputs_queue.capacity) reach no output."
+        ),
+        timeseries.Panel()
+        .title("Falco: share of kernel events dropped, by node")
+        .description("scap.n_drops_perc over each of Falco's metrics intervals.")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"max by (hostname) (falco_exporter_falco_kernel_drops_ratio{node})",
+                "{{hostname}}",
+            )
+        )
+        .unit("percentunit")
+        .grid_pos(place(12, 51, 12, 7)),
+    ]
+
+
 def dashboard() -> dict[str, Any]:
     """The whole dashboard, as Grafana's JSON model."""
     built = (
@@ -326,8 +402,11 @@ def dashboard() -> dict[str, Any]:
     )
     for variable in variables():
         built = built.with_variable(variable)
-    for index, item in enumerate(panels(), start=1):
-        built = built.with_panel(item.id(index))
+    for index, item in enumerate([*panels(), *delivery_panels()], start=1):
+        if isinstance(item, dash.Row):
+            built = built.with_row(item.id(index))
+        else:
+            built = built.with_panel(item.id(index))
     model: dict[str, Any] = json.loads(json.dumps(built.build(), cls=JSONEncoder))
     return model
 

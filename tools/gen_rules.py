@@ -256,10 +256,76 @@ def health_alerts() -> list[dict[str, Any]]:
             "warning",
             f"{instance} has received nothing from Falco for over an hour",
             "No alert reached the HTTP input for over an hour, although Falco's heartbeat "
-            "(metrics.output_rule every 15m, as the shipped Falco values set it) should have. "
+            "(metrics.output_rule every minute, as the shipped Falco values set it) should have. "
             "Check Falco's http_output.url and json_output, and Falco's own log. Without a "
             "Falco heartbeat silence can be normal; then drop this alert.",
             wait="15m",
+        ),
+    ]
+
+
+def delivery_alert(
+    name: str, expr: str, severity: str, summary: str, description: str
+) -> dict[str, Any]:
+    """An alert about what Falco raised and what reached the exporter (docs/delivery.md)."""
+    alert = health_alert(name, expr, severity, summary, description)
+    alert["labels"]["scope"] = "falco"
+    return alert
+
+
+# Across restarts of the exporter: what Falco raised in the window against what reached us,
+# looked at only where our count restarted in it (without a restart the exporter's own
+# falco_exporter_alerts_lost_total is exact, and this difference is only noise at the
+# window's edges, where an alert and the snapshot counting it fall on either side). Falco's
+# count is the max over exporters (replicas sharing its posts each export it), what reached
+# them the sum.
+LOST_ACROSS_RESTARTS = (
+    "(\n"
+    "  max by (hostname) (increase(falco_exporter_falco_alerts_raised_total[30m]))\n"
+    "  - sum by (hostname) (increase(falco_exporter_falco_alerts_received_total[30m]))\n"
+    ") >= 1\n"
+    "and on (hostname)\n"
+    "sum by (hostname) (resets(falco_exporter_falco_alerts_received_total[30m])) > 0"
+)
+
+
+def delivery_alerts() -> list[dict[str, Any]]:
+    """Alerts lost between Falco and us, and Falco's own blindness, per Falco."""
+    falco = "Falco on {{ $labels.hostname }}"
+    return [
+        delivery_alert(
+            "FalcoAlertsLost",
+            "sum by (job, instance, hostname) (increase(falco_exporter_alerts_lost_total[15m])) "
+            f"> 0\nor\n{LOST_ACROSS_RESTARTS}",
+            "critical",
+            f"{falco} raised alerts that never reached falco-exporter",
+            "Alerts that Falco counted in its metrics snapshots did not reach the exporter in "
+            "the last 15 minutes (refused connections, answers 4xx, a broken path, Falco's own "
+            "queue drops), or in the 30 minutes around an exporter restart. Falco never "
+            "retries: they are gone. falco_exporter_alerts_lost_total has the count and the "
+            "exporter's log names the Falco; docs/delivery.md has the method.",
+        ),
+        delivery_alert(
+            "FalcoKernelEventDrops",
+            "sum by (job, instance, hostname) "
+            "(increase(falco_exporter_falco_kernel_drops_total[10m])) > 0\n"
+            "or\nmax by (job, instance, hostname) (falco_exporter_falco_kernel_drops_ratio) > 0",
+            "warning",
+            f"{falco} is dropping kernel events: it is blind meanwhile",
+            "Falco's metrics snapshots report kernel events it never saw (scap.n_drops) in the "
+            "last 10 minutes: what happened then was not checked against any rule. Usually "
+            "the driver's buffer is too small for the load (Falco's engine.*.buf_size_preset) "
+            "or Falco lacks CPU.",
+        ),
+        delivery_alert(
+            "FalcoOutputsQueueDrops",
+            "sum by (job, instance, hostname) "
+            "(increase(falco_exporter_falco_outputs_queue_drops_total[10m])) > 0",
+            "critical",
+            f"{falco} dropped alerts from its own output queue",
+            "Falco's output queue was full (outputs_queue.capacity) and it dropped alerts "
+            "before sending them to any output, the exporter included: an output is too slow "
+            "(check its latency; Falco has one output thread).",
         ),
     ]
 
@@ -271,6 +337,7 @@ def groups() -> dict[str, Any]:
             {"name": "falco-exporter", "rules": priority_alerts()},
             {"name": "falco-exporter-by-rule", "rules": [rule_alert()]},
             {"name": "falco-exporter-health", "rules": health_alerts()},
+            {"name": "falco-exporter-delivery", "rules": delivery_alerts()},
         ]
     }
 

@@ -109,6 +109,10 @@ these arguments would crash-loop far from the cause.
 - --http-input-ca=/etc/falco-exporter/input/ca.crt
 {{- end }}
 {{- end }}
+{{- if gt (int $v.httpInput.replicas) 1 }}
+{{- /* Replicas share each Falco's posts: none can tell a loss alone (docs/delivery.md). */}}
+- --delivery-accounting=false
+{{- end }}
 {{- end }}
 {{- if $v.service.mTLS.enabled }}
 - --server-cert=/etc/falco-exporter/server/server.crt
