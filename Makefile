@@ -60,6 +60,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.http_input $(HTTP_BENCH_ARGS)
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.attacks
+	$(BIN)/python -m bench.delivery
 
 ## Remove what builds, tests and benchmarks leave, and the venv.
 clean:
