@@ -24,6 +24,7 @@ import pytest
 from exporter.http.limits import ListenerLimits
 from exporter.http.messages import Answer, Refusal, Request
 from exporter.http.server import HttpServer
+from exporter.simulator.falco_counts import FalcoCounts
 from tests.support import EVENT_BODY, curl, eventually, find_tool, labels, scrape
 from tests.support.deploy import load_resources, mebibytes
 from tests.support.processes import LOCAL_PORTS, Process, running
@@ -252,29 +253,63 @@ async def test_idle_connections_cannot_starve_any_port(attacked: Attacked) -> No
             writer.close()
 
 
-async def test_one_address_cannot_take_a_listener(attacked: Attacked) -> None:
-    """One address holding requests half-sent on every slot it may: it is refused past its
-    share (8 on the probes port), counted, and another address still gets in."""
-    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def refused() -> int:
-        closed = await scrape(attacked.metrics, "falco_exporter_listener_connections_closed")
-        return int(closed[labels(listener="probes", reason="per_peer_limit")])
-
+async def test_one_address_holds_no_more_than_its_share(attacked: Attacked) -> None:
+    """One address opens 30 connections to the probes port, each with a request half-sent:
+    it never holds more than its share (8), each newcomer closing that address's own oldest
+    request in progress (counted), and a probe from it, or from another address, is
+    answered."""
+    held = []
     try:
-        # A connection whose half request the server has not read yet is still idle and
-        # may be shed instead: keep adding until the share is full of begun requests.
-        while not await refused():
-            assert len(held) < 100, "never refused past the per-peer share"
+        for _ in range(30):
             reader, writer = await asyncio.open_connection("127.0.0.1", attacked.probes)
-            writer.write(b"GET /liveness HTTP/1.1\r\n")  # a request begun: not idle, not shed
+            writer.write(b"GET /liveness HTTP/1.1\r\n")  # a request begun, never finished
             held.append((reader, writer))
-        assert len(held) > 8
-        answer = await request(attacked.probes, b"GET /liveness HTTP/1.1\r\n\r\n", "127.0.0.9")
-        assert answer.status == 200
+
+        async def shed() -> bool:
+            closed = await scrape(attacked.metrics, "falco_exporter_listener_connections_closed")
+            return closed[labels(listener="probes", reason="shed_slow")] == 30 - 8
+
+        await eventually(shed, message="22 of the 30 closed to keep the share")
+        connections = await scrape(attacked.metrics, "falco_exporter_listener_connections")
+        assert connections[labels(listener="probes")] == 8
+        for host in ("127.0.0.1", "127.0.0.9"):
+            answer = await request(attacked.probes, b"GET /liveness HTTP/1.1\r\n\r\n", host)
+            assert answer.status == 200, host
     finally:
         for _reader, writer in held:
             writer.close()
+
+
+async def test_a_slowloris_behind_falcos_own_address_cannot_lock_it_out(
+    attacked: Attacked,
+) -> None:
+    """A sidecar's loopback: a process beside Falco keeps 16 requests half-sent to the HTTP
+    input and 8 to the probes port, from Falco's and the kubelet's own address, reopening
+    each one closed: Falco's posts and the probes still get through, every post counted."""
+
+    def slowloris(port: int, share: int) -> Attacker:
+        async def attack(stop: asyncio.Event) -> None:
+            held: list[asyncio.StreamWriter] = []
+            try:
+                while not stop.is_set():
+                    held = [writer for writer in held if not writer.is_closing()]
+                    for _ in range(share - len(held)):
+                        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n")
+                        held.append(writer)
+                    for writer in held:
+                        writer.write(b"X: y\r\n")  # trickled: never a whole head
+                    await asyncio.sleep(0.05)
+            finally:
+                for writer in held:
+                    writer.close()
+
+        return attack
+
+    attackers = [slowloris(attacked.input, 16), slowloris(attacked.probes, 8)]
+    latencies = await under_attack(attacked, attackers, 4)
+    assert max(latencies) < PROBE_TIMEOUT, latencies
+    assert attacked.posted >= 50, attacked.posted
 
 
 async def test_the_listen_backlog_is_the_systems(attacked: Attacked) -> None:
@@ -330,6 +365,78 @@ async def test_a_flood_of_labels_keeps_series_and_memory_bounded(attacked: Attac
     assert json.loads(live.body)["series"] == len(series)
     assert await attacked.counted() == 50_020
     assert attacked.peak_mib() < shipped_memory_limit()
+
+
+async def test_pipelined_scrapes_never_read_cannot_fill_the_memory(attacked: Attacked) -> None:
+    """Three connections each pipeline 300 `GET /metrics` of a large table and never read
+    the answers: each is answered only as its client reads, so the memory held stays under
+    the shipped limit, and the ports serve meanwhile."""
+    for start in range(0, 8_000, 2_000):
+        lines = [
+            json.dumps(
+                {
+                    "rule": f"rule {number % 100}",
+                    "priority": "Warning",
+                    "hostname": f"node-{number % 10}",
+                    "output_fields": {"k8s.pod.name": f"pod-{number}-{'x' * 200}"},
+                }
+            ).encode()
+            for number in range(start, start + 2_000)
+        ]
+        body = b"\n".join(lines)
+        assert (await request(attacked.input, _POST % len(body) + body)).status == 200
+    scraped = await request(attacked.metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(scraped.body) > MIB  # each answer held would be a MiB
+    held = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", attacked.metrics)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+        held.append((reader, writer))
+    try:
+        for _ in range(20):  # two seconds, scraping and probing
+            await attacked.still_serves()
+            await asyncio.sleep(0.1)
+        assert attacked.peak_mib() < shipped_memory_limit()
+        reader, _writer = held[0]
+        answers = [await asyncio.wait_for(read_answer(reader), 10) for _ in range(3)]
+        assert [answer.status for answer in answers] == [200, 200, 200]  # served as read
+    finally:
+        for _reader, writer in held:
+            writer.close()
+
+
+async def test_forged_hostnames_flood_neither_the_log_nor_the_delivery_table() -> None:
+    """12,000 hostnames with alerts only, then a real Falco, then 12,000 forged snapshots:
+    the Falco that reports is accounted for, hostnames with alerts only have no series, the
+    table stays bounded, and the log says `too many Falcos` once a minute, not once per
+    hostname (a log flood would also block the exporter on its full pipe here)."""
+    async with running("--http-input-address", "127.0.0.1:0", *LOCAL_PORTS) as process:
+        attacked = Attacked(process, await process.wait_for_log("serving HTTP"))
+        event = json.loads(EVENT_BODY)
+        falco = FalcoCounts("node-real")
+        posts = [
+            [{**event, "hostname": f"forged-{n}"} for n in range(12_000)],
+            [falco.snapshot(), falco.matched(event), falco.snapshot()],
+            [FalcoCounts(f"forged-snapshot-{n}").snapshot() for n in range(12_000)],
+        ]
+        for documents in posts:
+            for start in range(0, len(documents), 1_000):
+                body = b"\n".join(json.dumps(d).encode() for d in documents[start : start + 1_000])
+                assert (await request(attacked.input, _POST % len(body) + body)).status == 200
+        await attacked.still_serves()
+        raised = await scrape(attacked.metrics, "falco_exporter_falco_alerts_raised")
+        assert raised[labels(hostname="node-real")] == 1
+        assert len(raised) <= 10_000
+        received = await scrape(attacked.metrics, "falco_exporter_falco_alerts_received")
+        assert set(received) == set(raised)  # none for the hostnames with alerts only
+        untracked = await scrape(attacked.metrics, "falco_exporter_delivery_untracked_alerts")
+        assert untracked[labels()] > 0
+        assert attacked.peak_mib() < shipped_memory_limit()
+        process.process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.process.communicate(), 30)
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith(b"{")]
+    crowded = [line for line in lines if line["event"].startswith("too many Falcos")]
+    assert len(crowded) == 1, len(crowded)
 
 
 async def test_the_live_page_is_built_at_most_once_a_second(attacked: Attacked) -> None:

@@ -2,13 +2,12 @@
 to the request reader; each whole request to the site; its answer out, in order.
 
 What a connection owes a sender it does not trust (limits.py has the numbers):
-- the head and the body are bounded as they are read (request_reader.py), and each phase
-  has its timeout (applied by the server's sweep: 408 for a request that started);
+- the head and the body are bounded as read (request_reader.py), each phase has its timeout
+  (applied by the server's sweep: 408 for a request that started);
 - every early answer reaches the client: the write side is shut, and what the client still
-  sends is read and discarded, bounded in bytes and time, before the close (as nginx's
-  lingering close does), so no reset destroys the answer;
-- a site may answer later (an awaitable): reading pauses, and requests already parsed
-  behind it wait their turn, so answers keep their order.
+  sends is drained, bounded, before the close (nginx's lingering close): no reset destroys it;
+- a site may answer later (an awaitable): reading pauses, and requests parsed behind it wait
+  their turn, so answers keep their order; they wait too while the client does not read.
 """
 
 from __future__ import annotations
@@ -43,16 +42,13 @@ class Connection(asyncio.Protocol):
     def __init__(self, server: ServerSide, tls: TlsSession | None) -> None:
         self._server = server
         self._site = server.site
-        self._limits = server.limits
-        self._encoded = server.encoded_constants
+        self._limits, self._encoded = server.limits, server.encoded_constants
         self._server_header = server.site.server_header
-        self._moved = server.moved
-        self._idle = server.idle
+        self._moved, self._idle = server.moved, server.idle
         self._tls = tls
         self._transport: asyncio.Transport | None = None
         self._reader: RequestReader | None = None
-        self.peer = ""
-        self.peer_host = ""
+        self.peer = self.peer_host = ""
         self.phase = Phase.FRESH
         self.busy = False  # a site answers the current request later; reading is paused
         self.since = time.monotonic()
@@ -60,15 +56,11 @@ class Connection(asyncio.Protocol):
         self._waiting: deque[Request] = deque()  # parsed behind a later answer
         self._unfed = b""  # read while busy, parsed once the later answer is sent
         self._lingered = 0
+        self._writes_paused = False  # the client does not read its answers fast enough
 
     def _move(self, phase: Phase) -> None:
         self.phase, self.since = phase, time.monotonic()
         self._moved(self)
-
-    @property
-    def open(self) -> bool:
-        """Not closed yet."""
-        return self.phase is not Phase.CLOSED
 
     # asyncio.Protocol
 
@@ -147,7 +139,7 @@ class Connection(asyncio.Protocol):
         return plain
 
     def _feed(self, data: bytes) -> None:
-        if self.busy:
+        if self.busy or self._writes_paused:
             self._unfed += data
             return
         assert self._reader is not None
@@ -160,21 +152,26 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def pause_writing(self) -> None:
-        """A client that does not read its answers stops being read."""
+        """A client that does not read its answers is neither read nor answered: else each
+        pipelined /metrics would be rendered into its buffer, megabytes each."""
+        self._writes_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        """Its answers drained: read it again."""
-        if self._transport is not None and self.open and not self.busy:
-            self._transport.resume_reading()
+        """Its answers drained: answer what waited, then read it again."""
+        self._writes_paused = False
+        if self.phase is not Phase.CLOSED and not self.busy:
+            self._carry_on()
 
     # what the request reader tells
 
     @property
     def reading(self) -> bool:
-        """Whether requests are still read (not refused, closed or waiting on a site)."""
-        return self.phase not in (Phase.CLOSED, Phase.LINGERING) and not self.busy
+        """Whether requests are still read (not refused, closed, waiting on a site or on
+        the client reading its answers)."""
+        closed = self.phase in (Phase.CLOSED, Phase.LINGERING)
+        return not closed and not self.busy and not self._writes_paused
 
     def request_began(self) -> None:
         """A request starts: its read timeout runs from here."""
@@ -188,7 +185,7 @@ class Connection(asyncio.Protocol):
     def request_read(self, request: Request) -> None:
         """Answer now, or after the later answer in progress."""
         self.phase, self.since = Phase.IDLE, time.monotonic()
-        if self.busy:
+        if self.busy or self._writes_paused:
             self._waiting.append(request)  # parsed in the same slice as a later answer's
         else:
             self._idle[self] = None
@@ -208,23 +205,26 @@ class Connection(asyncio.Protocol):
                 self._moved(self)
                 self._server.later(result, self)
                 return
-            if not self._send(request, result) or not self._waiting:
+            if not self._send(request, result) or not self._waiting or self._writes_paused:
                 return
             request = self._waiting.popleft()
 
     def deliver(self, answer: Answer) -> None:
         """A later answer is ready: send it, then carry on with what waited behind it."""
         request = self._answering
-        if not self.busy or request is None or not self.open:
+        if not self.busy or request is None or self.phase is Phase.CLOSED:
             return  # the connection closed meanwhile
         self.busy, self._answering = False, None
         self.since = time.monotonic()
         self._server.moved(self)
-        if not self._send(request, answer):
-            return
-        if self._waiting:
+        if self._send(request, answer):
+            self._carry_on()
+
+    def _carry_on(self) -> None:
+        """Answer the requests that waited, then read again, while the client reads."""
+        if self._waiting and not self._writes_paused:
             self._serve(self._waiting.popleft())
-        if self.busy or not self.open:
+        if self.busy or self.phase is Phase.CLOSED or self._writes_paused or self._waiting:
             return
         if self._transport is not None:
             self._transport.resume_reading()
@@ -293,7 +293,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after what was written is sent."""
-        if self.open:
+        if self.phase is not Phase.CLOSED:
             self.phase = Phase.CLOSED
             self._server.moved(self)
         if self._transport is not None:

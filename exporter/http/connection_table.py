@@ -1,10 +1,12 @@
 """One listener's connections, in the orders that decide who makes room for a newcomer.
 
-At a limit the table does not refuse while it can help it: it closes the oldest idle
-connection (a keep-alive one, or one that never sent a byte), the peer's own at the
-per-peer limit; failing that, at the listener's limit, the oldest request in progress that
-began over `slow_request` ago (a slowloris holds a slot someone else needs). A client that
-reconnects loses nothing by it: Falco's libcurl opens a new connection.
+At a limit the table does not refuse while it can help it. At the listener's limit it
+closes the oldest idle connection (a keep-alive one, or one that never sent a byte),
+failing that the oldest request in progress that began over `slow_request` ago (a
+slowloris holds a slot someone else needs). At the per-peer limit it closes one of the
+peer's own: the oldest request in progress first, then one that never sent a byte, then
+the oldest idle. A client that reconnects loses nothing by it: Falco's libcurl opens a new
+connection.
 """
 
 from __future__ import annotations
@@ -65,11 +67,21 @@ class ConnectionTable:
         return True
 
     def _shed_mate(self, mates: set[Connection] | tuple[()]) -> bool:
-        """Close the peer's own oldest idle connection (it holds few: a scan is cheap)."""
+        """Close one of the peer's own connections (it holds few: a scan is cheap). Behind
+        one address there may be a slowloris and Falco both (a sidecar's loopback, a node's
+        hostNetwork): first the request in progress the longest (the newcomer is younger
+        than any, so churn only sheds the attacker's own), then a connection that never
+        sent a byte, and only then the oldest idle keep-alive one (Falco's, perhaps: its
+        libcurl reconnects)."""
+        slow = [mate for mate in mates if mate.phase is Phase.READING and not mate.busy]
+        if slow:
+            self._make_room(min(slow, key=lambda mate: mate.since), "shed_slow")
+            return True
         idle = [mate for mate in mates if mate in self.idle]
         if not idle:
             return False
-        self._make_room(min(idle, key=lambda mate: mate.since), "shed")
+        fresh_first = min(idle, key=lambda mate: (mate.phase is not Phase.FRESH, mate.since))
+        self._make_room(fresh_first, "shed")
         return True
 
     def _slow(self) -> bool:
