@@ -279,3 +279,24 @@ def test_long_hostnames_are_cut_like_labels() -> None:
     (view,) = timeline.ledger.views()
     assert len(view.hostname) == 64
     assert view.hostname.endswith("…[truncated]")
+
+
+def test_alerts_under_forged_hostnames_cannot_crowd_out_a_falco_that_reports() -> None:
+    """The table full of hostnames that sent alerts only: a Falco's snapshot takes the place
+    of the least recently seen of them, and only Falcos that report have series."""
+    ledger = DeliveryLedger(max_falcos=3, wall=lambda: START / 1e9)
+    timeline = Timeline(ledger=ledger)
+    for name in ("forged-1", "forged-2", "forged-3"):
+        timeline.post(timeline.falco(name).matched(ALERT))
+    timeline.post(timeline.falco("forged-1").matched(ALERT))  # seen again: kept longer
+    timeline.interval("node-7")
+    timeline.interval("node-7", drop=1)
+    timeline.interval("node-7")
+    assert sorted(view.hostname for view in ledger.views()) == ["forged-1", "forged-3", "node-7"]
+    assert ledger.untracked == 0
+    assert ledger.forgotten == 1
+    families = Families()
+    ledger.collect(families)
+    samples = {family.spec.name: family.samples for family in families}
+    assert samples["falco_exporter_falco_alerts_received"] == [(("node-7",), 14)]
+    assert samples["falco_exporter_alerts_lost"] == [(("node-7",), 1)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +73,9 @@ class DeliveryLedger:
         self._clock, self._wall, self._report = clock, wall, report
         self._lock = threading.Lock()
         self._hosts: dict[str, HostLedger] = {}
+        # Those without a snapshot yet, least recently seen first: at the bound one of them
+        # makes room (forged hostnames, alerts only, cannot crowd out Falcos that report).
+        self._unproven: OrderedDict[str, None] = OrderedDict()
         # Every alert that arrived since (ns, wall clock) reached a ledger: an epoch of a
         # Falco that began later was seen whole, so its baseline is 0, not its first deficit.
         self._whole_since_ns = int(wall() * 1e9)
@@ -100,6 +104,8 @@ class DeliveryLedger:
             host = self._host(event.hostname)
             if host is not None:
                 host.alert(key, self._clock())
+                if host.snapshot is None:
+                    self._unproven.move_to_end(host.hostname)
                 return
         self._report("untracked", event.hostname, f"over {self.max_falcos} Falcos tracked")
 
@@ -119,6 +125,8 @@ class DeliveryLedger:
                 else 0
             )
             total = host.lost if host else 0
+            if host is not None:
+                self._unproven.pop(host.hostname, None)
         if host is None:
             self._report("untracked", event.hostname, f"over {self.max_falcos} Falcos tracked")
         elif found and self.accounting:
@@ -131,10 +139,15 @@ class DeliveryLedger:
         host = self._hosts.get(hostname)
         if host is None:
             if len(self._hosts) >= self.max_falcos:
-                self.untracked += 1
-                self._whole_since_ns = int(self._wall() * 1e9)
-                return None
+                self._whole_since_ns = int(self._wall() * 1e9)  # some alerts go unseen now
+                if not self._unproven:
+                    self.untracked += 1
+                    return None
+                evicted, _ = self._unproven.popitem(last=False)
+                del self._hosts[evicted]
+                self.forgotten += 1
             host = self._hosts[hostname] = HostLedger(hostname, self._clock())
+            self._unproven[hostname] = None
         return host
 
     def forget_silent(self) -> None:
@@ -148,6 +161,7 @@ class DeliveryLedger:
             ]
             for name in silent:
                 del self._hosts[name]
+                self._unproven.pop(name, None)
             self.forgotten += len(silent)
             if silent:  # what they received is gone: a count of theirs is no longer whole
                 self._whole_since_ns = int(self._wall() * 1e9)

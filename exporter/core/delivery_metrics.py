@@ -93,7 +93,8 @@ UNTRACKED = FamilySpec(
 FORGOTTEN = FamilySpec(
     f"{PREFIX}delivery_falcos_forgotten",
     Kind.COUNTER,
-    "Falcos forgotten after being silent for five of their snapshot intervals (an hour at least).",
+    "Falcos forgotten: silent for five of their snapshot intervals (an hour at least), or "
+    "without a snapshot yet when the table was full.",
 )
 UNREADABLE = FamilySpec(
     f"{PREFIX}falco_snapshots_unreadable",
@@ -135,11 +136,11 @@ def add_families(families: Families, hosts: Iterable[HostLedger], totals: Ledger
     for spec in _PER_FALCO:
         families.family(spec)  # declared even while empty, so that the scrape names them
     for host in hosts:
-        name = (host.hostname,)
-        families.add(RECEIVED, name, host.received)
         snapshot = host.snapshot
         if snapshot is None:
-            continue
+            continue  # not a Falco that reports (yet): nothing to compare with
+        name = (host.hostname,)
+        families.add(RECEIVED, name, host.received)
         if totals.accounting:  # 0 until a first snapshot gives a baseline: none found yet
             families.add(LOST, name, host.lost)
         families.add(RAISED, name, snapshot.raised)
