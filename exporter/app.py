@@ -173,7 +173,7 @@ class Exporter:
     async def _sweep_series(self) -> None:
         """The only place series expire, and where their recency is noted for eviction: every
         half TTL (1 s to 1 min), or every 10 s without one, whether scraped or not."""
-        ttl = self.config.series.ttl
+        ttl = self.config.series.limits.ttl
         interval = min(max(ttl / 2, 1.0), 60.0) if ttl else _SWEEP_SECONDS
         while True:
             await asyncio.sleep(interval)
@@ -239,17 +239,9 @@ def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
             per_pod=limits.per_pod,
         )
 
-    limits = SeriesLimits(
-        max_series=series.max_series,
-        per_rule=series.per_rule,
-        per_host=series.per_host,
-        per_pod=series.per_pod,
-        max_label_length=series.max_label_length,
-        ttl=series.ttl,
-    )
     return EventCounter(
         build_label_set(series.drop_labels, dict(series.extra_labels), series.priority_name_label),
-        limits=limits,
+        limits=series.limits,
         clock=clock,
         on_fold=folded,
     )
@@ -260,8 +252,7 @@ def _delivery(config: Config, clock: Callable[[], float]) -> DeliveryLedger:
     reports = RateLimitedLog(structlog.get_logger("delivery"), clock=clock)
     lines = {
         "alerts lost": "alerts Falco raised never reached this exporter",
-        "unreadable snapshot": "a metrics snapshot without the counts delivery needs; "
-        "keep metrics.rules_counters_enabled on in falco.yaml",
+        "unreadable snapshot": "a metrics snapshot without the counts delivery needs",
         "untracked": "too many Falcos to account for; raise --delivery-max-falcos",
     }
 
@@ -274,7 +265,7 @@ def _delivery(config: Config, clock: Callable[[], float]) -> DeliveryLedger:
     return DeliveryLedger(
         accounting=config.delivery.accounting,
         max_falcos=config.delivery.max_falcos,
-        max_label_length=config.series.max_label_length or 256,
+        max_label_length=config.series.limits.max_label_length or 256,
         clock=clock,
         report=report,
     )

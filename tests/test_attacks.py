@@ -92,6 +92,12 @@ class Attacked:
         self.posted += posted
         return posted
 
+    async def post_batches(self, documents: list[dict[str, Any]], per_body: int) -> None:
+        """Post the documents as newline-delimited bodies of `per_body`, each answered 200."""
+        for start in range(0, len(documents), per_body):
+            body = b"\n".join(json.dumps(d).encode() for d in documents[start : start + per_body])
+            assert (await request(self.input, _POST % len(body) + body)).status == 200
+
     async def counted(self) -> float:
         """sum(falco_events)."""
         return sum((await scrape(self.metrics)).values())
@@ -331,20 +337,16 @@ async def test_a_flood_of_labels_keeps_series_and_memory_bounded(attacked: Attac
     """50,000 distinct rule names, then events with 500 KB rule and pod names: the series
     stay within the limit, every value is cut, the scrape and the live page stay small, and
     the memory stays under the shipped limit."""
-    for start in range(0, 50_000, 2_500):
-        lines = [
-            json.dumps(
-                {
-                    "rule": f"junk {number}",
-                    "priority": "Emergency",
-                    "hostname": f"h-{number}",
-                    "output_fields": {"k8s.pod.name": f"p-{number}"},
-                }
-            ).encode()
-            for number in range(start, start + 2_500)
-        ]
-        body = b"\n".join(lines)
-        assert (await request(attacked.input, _POST % len(body) + body)).status == 200
+    junk = [
+        {
+            "rule": f"junk {number}",
+            "priority": "Emergency",
+            "hostname": f"h-{number}",
+            "output_fields": {"k8s.pod.name": f"p-{number}"},
+        }
+        for number in range(50_000)
+    ]
+    await attacked.post_batches(junk, 2_500)
     big = json.dumps(
         {
             "rule": "R" * 500_000,
@@ -371,20 +373,16 @@ async def test_pipelined_scrapes_never_read_cannot_fill_the_memory(attacked: Att
     """Three connections each pipeline 300 `GET /metrics` of a large table and never read
     the answers: each is answered only as its client reads, so the memory held stays under
     the shipped limit, and the ports serve meanwhile."""
-    for start in range(0, 8_000, 2_000):
-        lines = [
-            json.dumps(
-                {
-                    "rule": f"rule {number % 100}",
-                    "priority": "Warning",
-                    "hostname": f"node-{number % 10}",
-                    "output_fields": {"k8s.pod.name": f"pod-{number}-{'x' * 200}"},
-                }
-            ).encode()
-            for number in range(start, start + 2_000)
-        ]
-        body = b"\n".join(lines)
-        assert (await request(attacked.input, _POST % len(body) + body)).status == 200
+    table = [
+        {
+            "rule": f"rule {number % 100}",
+            "priority": "Warning",
+            "hostname": f"node-{number % 10}",
+            "output_fields": {"k8s.pod.name": f"pod-{number}-{'x' * 200}"},
+        }
+        for number in range(8_000)
+    ]
+    await attacked.post_batches(table, 2_000)
     scraped = await request(attacked.metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     assert len(scraped.body) > MIB  # each answer held would be a MiB
     held = []
@@ -420,9 +418,7 @@ async def test_forged_hostnames_flood_neither_the_log_nor_the_delivery_table() -
             [FalcoCounts(f"forged-snapshot-{n}").snapshot() for n in range(12_000)],
         ]
         for documents in posts:
-            for start in range(0, len(documents), 1_000):
-                body = b"\n".join(json.dumps(d).encode() for d in documents[start : start + 1_000])
-                assert (await request(attacked.input, _POST % len(body) + body)).status == 200
+            await attacked.post_batches(documents, 1_000)
         await attacked.still_serves()
         raised = await scrape(attacked.metrics, "falco_exporter_falco_alerts_raised")
         assert raised[labels(hostname="node-real")] == 1

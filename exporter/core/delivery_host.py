@@ -101,6 +101,7 @@ class HostLedger:
     _upper: int | None = None  # min U(j) of this epoch's snapshots
     _floor: int | None = None  # max F(k) of its settled snapshots
     _lost_in_epoch: int = 0
+    _received_at_snapshot: int = 0  # `received` when the last snapshot arrived
     _pending: list[_Pending] = field(default_factory=list)
     _recent: deque[TimeKey] = field(default_factory=lambda: deque(maxlen=RECENT_ARRIVALS))
 
@@ -118,9 +119,12 @@ class HostLedger:
 
         `whole_since_ns`: since then every alert that arrived was counted here. An epoch
         that began later (Falco started or reloaded after the exporter, as a sidecar's
-        does) was seen whole: its baseline is 0, and its first interval's losses count.
+        does, and after its previous snapshot) was seen whole: its baseline is what had
+        arrived by the previous snapshot (all of it the previous epoch's), and the losses
+        of its first interval count.
         """
-        previous = self.snapshot
+        previous, received_before = self.snapshot, self._received_at_snapshot
+        self._received_at_snapshot = self.received
         if previous is not None and previous.time_ns < snapshot.time_ns:
             self.interval = (snapshot.time_ns - previous.time_ns) / 1e9
         self.snapshot, self.snapshot_at, self.seen_at = snapshot, wall, now
@@ -128,8 +132,11 @@ class HostLedger:
         if snapshot.epoch != self._epoch or (previous and snapshot.raised < previous.raised):
             self._new_epoch(snapshot.epoch)
             began = max(snapshot.epoch.start_ts, snapshot.epoch.reload_ts)
-            if began >= whole_since_ns + CLOCK_SKEW_NS and previous is None:
-                self._upper = 0
+            after = previous is None or (
+                previous.epoch != snapshot.epoch and began > previous.time_ns
+            )
+            if after and began >= whole_since_ns + CLOCK_SKEW_NS:
+                self._upper = -received_before
         for pending in [p for p in self._pending if p.time_ns + SLACK_NS <= snapshot.time_ns]:
             settled = pending.deficit - pending.stragglers
             self._floor = settled if self._floor is None else max(self._floor, settled)

@@ -75,10 +75,17 @@ def read_snapshot(event: Event) -> Snapshot:
     )
 
 
+# Why a snapshot would lack a field it needs, for the log line.
+_WHY_MISSING = {
+    "falco.rules.matches_total": "keep metrics.rules_counters_enabled on in falco.yaml",
+}
+_WHY_MISSING_ELSE = "a Falco before 0.36, or a sender that is not Falco"
+
+
 def _integer(fields: Mapping[str, str], key: str) -> int:
     value = _optional_integer(fields, key)
     if value is None:
-        raise UnreadableSnapshotError(f"no {key}")
+        raise UnreadableSnapshotError(f"no {key} ({_WHY_MISSING.get(key, _WHY_MISSING_ELSE)})")
     return value
 
 

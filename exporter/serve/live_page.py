@@ -87,11 +87,7 @@ def table(state: LiveState) -> str:
             f"<td>{_ago(state.now, row.last_seen)}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="6">No alert yet.</td></tr>'
-    shown = (
-        f" (the {len(state.rows)} most recent of {state.series})"
-        if state.series > len(state.rows)
-        else ""
-    )
+    shown = _part_of(f"{len(state.rows)} most recent", len(state.rows), state.series)
     return (
         f'<div class="scroll"><table id="alerts"><caption>Alerts by rule and pod{shown}</caption>'
         '<thead><tr><th scope="col">Rule</th><th scope="col">Priority</th>'
@@ -161,6 +157,11 @@ class Delivery:
     accounting: bool = True
 
 
+def _part_of(which: str, shown: int, total: int) -> str:
+    """A caption's note that a table shows only part: " (the first 50 of 9000)"."""
+    return f" (the {which} of {total})" if total > shown else ""
+
+
 def delivery(state: Delivery, now: float) -> str:
     """Per Falco: what it raised (its metrics snapshots), what reached us, what was lost."""
     rows = []
@@ -176,11 +177,7 @@ def delivery(state: Delivery, now: float) -> str:
             f"<td>{_ago(now, falco.last_snapshot)}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="7">No Falco seen yet.</td></tr>'
-    shown = (
-        f" (the first {len(state.falcos)} of {state.tracked})"
-        if state.tracked > len(state.falcos)
-        else ""
-    )
+    shown = _part_of(f"first {len(state.falcos)}", len(state.falcos), state.tracked)
     note = (
         ""
         if state.accounting
@@ -196,7 +193,8 @@ def delivery(state: Delivery, now: float) -> str:
     )
     return (
         f'<section aria-labelledby="delivery"><h2 id="delivery">Delivery</h2>{warning}{note}'
-        f'<div class="scroll"><table id="falcos"><caption>Alerts per Falco since this exporter '
+        '<div class="scroll"><table id="falcos"><caption>Alerts per Falco: raised, Falco&#39;s '
+        "own count since it started or reloaded; received and lost, since this exporter "
         f'started{shown}</caption><thead><tr><th scope="col">Falco</th>'
         '<th scope="col">Version</th><th scope="col" class="num">Raised</th>'
         '<th scope="col" class="num">Received</th><th scope="col" class="num">Lost</th>'

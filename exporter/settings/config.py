@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.core.cardinality import SeriesLimits
 from exporter.settings import values
 from exporter.settings.choices import EventLoopChoice, LogFormat, LogLevel, ReadyWhen, Transport
 from exporter.settings.schema import Settings
@@ -82,12 +83,7 @@ class SeriesConfig:
     drop_labels: tuple[str, ...]
     extra_labels: tuple[tuple[str, str], ...]
     priority_name_label: bool
-    max_series: int
-    per_rule: int
-    per_host: int
-    per_pod: int
-    max_label_length: int
-    ttl: float
+    limits: SeriesLimits
 
 
 @dataclass(frozen=True)
@@ -202,12 +198,14 @@ def build_config(settings: Settings) -> Config:
             drop_labels=settings.drop_labels,
             extra_labels=settings.extra_labels,
             priority_name_label=settings.priority_name_label,
-            max_series=settings.max_series,
-            per_rule=values.resolve_share(settings.max_series_per_rule, settings.max_series),
-            per_host=values.resolve_share(settings.max_series_per_host, settings.max_series),
-            per_pod=values.resolve_share(settings.max_series_per_pod, settings.max_series),
-            max_label_length=settings.max_label_length,
-            ttl=settings.series_ttl,
+            limits=SeriesLimits(
+                max_series=settings.max_series,
+                per_rule=values.resolve_share(settings.max_series_per_rule, settings.max_series),
+                per_host=values.resolve_share(settings.max_series_per_host, settings.max_series),
+                per_pod=values.resolve_share(settings.max_series_per_pod, settings.max_series),
+                max_label_length=settings.max_label_length,
+                ttl=settings.series_ttl,
+            ),
         ),
         delivery=DeliveryConfig(settings.delivery_accounting, settings.delivery_max_falcos),
         recent_alerts=settings.recent_alerts,

@@ -232,8 +232,8 @@ class Settings:
         "(false where replicas share each Falco's posts: docs/delivery.md)", "BOOL",
     )  # fmt: skip
     delivery_max_falcos: int = _setting(
-        10_000, values.count, "most Falcos (hostnames) accounted for; past it their alerts "
-        "are counted, not accounted for", "N",
+        10_000, values.positive_count, "most Falcos (hostnames) accounted for; past it "
+        "their alerts are counted, not accounted for", "N",
     )  # fmt: skip
     series_ttl: float = _duration(
         0.0, "remove a series that has not grown for this long (0: never)", may_be_zero=True

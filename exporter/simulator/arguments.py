@@ -31,7 +31,7 @@ def _share(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0.0 <= share < 1.0:
-        raise argparse.ArgumentTypeError(f"a share from 0 up to 1, not {text}")
+        raise argparse.ArgumentTypeError(f"a share from 0 to below 1 (0.1: one in ten), not {text}")
     return share
 
 
@@ -53,22 +53,23 @@ def delivery_arguments(parser: argparse.ArgumentParser, default_interval: float)
         type=_seconds,
         default=default_interval,
         metavar="SECONDS",
-        help="post Falco's metrics snapshot (its own count of alerts) every SECONDS, as "
-        f"metrics.output_rule does; 0: never (default: {default_interval:g})",
+        help="HTTP path: post Falco's metrics snapshot (its own count of alerts) every "
+        f"SECONDS, as metrics.output_rule does; 0: never (default: {default_interval:g})",
     )
     parser.add_argument(
         "--drop-share",
         type=_share,
         default=0.0,
         metavar="SHARE",
-        help="raise but never post this share of the alerts (0.1: one in ten), as a broken "
-        "path loses them: the exporter's falco_exporter_alerts_lost_total shows it "
-        "(default: 0)",
+        help="HTTP path: raise but never post this share of the alerts (0.1: one in ten), as "
+        "a broken path loses them; the exporter's falco_exporter_alerts_lost_total shows it "
+        "once snapshots are on (default: 0)",
     )
     parser.add_argument(
         "--seed",
         type=int,
         default=None,
         metavar="N",
-        help="which alerts --drop-share drops, the same each run (default: different each run)",
+        help="HTTP path: which alerts --drop-share drops, the same each run (default: "
+        "different each run)",
     )

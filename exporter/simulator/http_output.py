@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from exporter.core.falco_snapshot import INTERNAL_SOURCE
 from exporter.runtime.tasks import cancel_and_wait
 from exporter.simulator.falco_counts import FalcoCounts
 
@@ -65,8 +66,11 @@ class _Output:
         hostname = str(document.get("hostname", ""))
         falco = self.falcos.get(hostname)
         if falco is None:
-            falco = self.falcos[hostname] = FalcoCounts(hostname)
+            engine = "modern_ebpf" if document.get("source") == "syscall" else "nodriver"
+            falco = self.falcos[hostname] = FalcoCounts(hostname, engine=engine)
             await self.send(falco.snapshot())
+        if document.get("source") == INTERNAL_SOURCE:
+            return {**document, "hostname": hostname}  # Falco's own message: no rule matched
         return falco.matched(document)
 
     async def snapshots(self) -> None:
