@@ -17,7 +17,7 @@ $(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## The exporter against the built-in simulated Falco over mutual TLS; /metrics on :9376.
+## The exporter against the built-in simulated Falco over mutual TLS; /metrics on 127.0.0.1:9376.
 ## Its options go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--listen-address 127.0.0.1:29376".
 demo: $(BIN)/.runtime
 	$(BIN)/falco-exporter demo $(DEMO_ARGS)

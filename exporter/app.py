@@ -126,11 +126,18 @@ class Exporter:
         self._log.info(
             "serving HTTP",
             **{f"{name}_port": port for name, port in self.ports.items()},
-            tls=self.config.metrics.tls is not None,
+            tls=self._tls_listeners(),
         )
         self._tasks.spawn(self._sweep_series(), "series sweep")
         self._tasks.spawn(self._sample_live(), "live page history")
         self._warn_if_recent_alerts_exposed()
+
+    def _tls_listeners(self) -> dict[str, bool]:
+        """Which listener speaks TLS, each named as in the ports (the probes never do)."""
+        listeners = {"metrics": self.config.metrics.tls is not None, "probes": False}
+        if self.config.http_input is not None:
+            listeners["http_input"] = self.config.http_input.tls is not None
+        return listeners
 
     async def __aenter__(self) -> Exporter:
         """Start; if starting fails half-way, what did start is stopped before the error."""

@@ -10,6 +10,7 @@ import structlog
 
 from exporter import __version__
 from exporter.app import Exporter
+from exporter.http.limits import ListenError
 from exporter.inputs.http import json_parser
 from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.signals import stop_on_signals
@@ -21,10 +22,18 @@ from exporter.settings.tls import CertificateFilesError, utc_time
 Companion = Callable[[Exporter], Coroutine[Any, Any, object]]
 
 
+# The flag that sets each listener's address, for the error that names it.
+LISTEN_FLAGS = {
+    "metrics": "--listen-address",
+    "probes": "--probes-listen-address",
+    "http_input": "--http-input-address",
+}
+
+
 async def serve(config: Config, stop: asyncio.Event, companion: Companion | None = None) -> int:
-    """Serve until `stop` is set; the exit status: 0, 1 if a port cannot be bound, 2 for bad
-    certificates. A companion that fails sets `stop`, and is cancelled before the exporter
-    stops.
+    """Serve until `stop` is set. The exit status: 0; 1 if a port cannot be bound now (in
+    use); 2 for bad certificates, or an address that cannot be (no such name here). A
+    companion that fails sets `stop`, and is cancelled before the exporter stops.
     """
     log = structlog.get_logger("app")
     status = 0
@@ -44,6 +53,12 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
     except CertificateFilesError as error:
         log.error("cannot load a certificate", error=str(error))  # noqa: TRY400 - no traceback
         return 2
+    except ListenError as error:
+        flag = LISTEN_FLAGS.get(error.listener, error.listener)
+        log.error(  # noqa: TRY400 - the reason, named; no traceback
+            f"cannot listen on {flag} {error.address}", error=error.strerror, flag=flag
+        )
+        return 2 if error.misconfigured else 1
     except OSError as error:
         log.error("cannot serve HTTP", error=str(error))  # noqa: TRY400 - no traceback wanted
         return 1
@@ -68,6 +83,13 @@ async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> i
         **config.summary(),
     )
     log.debug("effective configuration", config=config.settings.effective())
+    if config.grpc is not None and config.grpc.only_the_socket:
+        log.info(
+            "no input given: reading Falco's gRPC socket, as Falco up to 0.43 serves it; "
+            "Falco 0.44 and later have no gRPC: give --http-input-address and point Falco's "
+            "http_output at it (README, Falco 0.44 and later)",
+            socket=config.grpc.targets[0],
+        )
     warn_of_expiring_certificates(config, log)
     stop = asyncio.Event()
     with stop_on_signals(stop):

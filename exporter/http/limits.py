@@ -7,6 +7,8 @@ another's capacity: the kubelet's probes and Falco's input keep their own slots.
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 
 # A request line (method, target, version) longer than this is answered 414.
@@ -36,3 +38,16 @@ class ListenerLimits:
 PROBES = ListenerLimits(max_connections=32, max_per_peer=8, idle_timeout=30.0)
 # The main port serves Prometheus' scrapes and the people who open the live page.
 METRICS = ListenerLimits(max_connections=128, max_per_peer=32, idle_timeout=120.0)
+
+
+class ListenError(OSError):
+    """A listener could not bind its address: which listener, and the system's reason."""
+
+    def __init__(self, listener: str, address: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.listener, self.address = listener, address
+        # No such name or no such address here: the setting is wrong, not the moment.
+        self.misconfigured = isinstance(error, socket.gaierror) or error.errno in (
+            errno.EADDRNOTAVAIL,
+            errno.EAFNOSUPPORT,
+        )

@@ -34,7 +34,7 @@ from exporter.core.metrics import Families
 from exporter.http.connection import Connection
 from exporter.http.connection_state import Closed, Phase
 from exporter.http.connection_table import ConnectionTable
-from exporter.http.limits import ListenerLimits
+from exporter.http.limits import ListenerLimits, ListenError
 from exporter.http.listener_metrics import ListenerStats
 from exporter.http.messages import Answer, Refusal, Site, encode_answer
 from exporter.http.tls_session import HandshakeFailed, HandshakeFailure, TlsSession
@@ -122,9 +122,12 @@ class HttpServer:
         """Bind and serve; port 0 binds a free port, read back into self.port."""
         host, port = parse_listen_address(self._address)
         factory: Callable[[], asyncio.Protocol] = self._connection
-        self._server = await asyncio.get_running_loop().create_server(
-            factory, host, port, backlog=listen_backlog(), reuse_address=True
-        )
+        try:
+            self._server = await asyncio.get_running_loop().create_server(
+                factory, host, port, backlog=listen_backlog(), reuse_address=True
+            )
+        except OSError as error:
+            raise ListenError(self.name, self._address, error) from error
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._tasks.spawn(self._sweep_timeouts(), f"{self.name} timeouts")
 

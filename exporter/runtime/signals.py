@@ -1,4 +1,6 @@
-"""SIGTERM and SIGINT set an asyncio.Event; a second one exits at once."""
+"""SIGTERM and SIGINT set an asyncio.Event; a second one exits at once. SIGHUP, which
+kills a process by default (and is what `kill -HUP` or a closed terminal sends), is logged
+and ignored: nothing is re-read on it (the client certificates are watched on their own)."""
 
 from __future__ import annotations
 
@@ -26,9 +28,16 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
         log.info("signal received; stopping", signal=signum.name)
         stop.set()
 
-    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    def ignore_hangup() -> None:
+        log.warning(
+            "SIGHUP received; ignored: nothing is re-read on it (client certificates are "
+            "re-read on their own; restart to load new server certificates)"
+        )
+
+    previous = {signum: signal.getsignal(signum) for signum in (*_SIGNALS, signal.SIGHUP)}
     for signum in _SIGNALS:
         loop.add_signal_handler(signum, handle, signum)
+    loop.add_signal_handler(signal.SIGHUP, ignore_hangup)
     try:
         yield
     finally:

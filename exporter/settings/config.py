@@ -44,6 +44,7 @@ class GrpcConfig:
     certificate_check_interval: float
     connect_timeout: float  # --timeout: how long before "not connected yet" is an error
     stream: StreamConfig
+    only_the_socket: bool = False  # no input named: the socket, as the Go exporter did
 
     @property
     def uses_tcp(self) -> bool:
@@ -169,6 +170,7 @@ def _grpc(settings: Settings) -> GrpcConfig | None:
             keepalive_time=settings.keepalive_time,
             keepalive_timeout=settings.keepalive_timeout,
         ),
+        only_the_socket=not named,
     )
 
 

@@ -163,8 +163,17 @@ def _demo(args: Sequence[str]) -> int:
         allow_abbrev=False,
         description="The exporter against a simulated Falco over mutual TLS, on one command.",
     )
-    parser.add_argument("--listen-address", default=":9376", help="(default: :9376)")
-    parser.add_argument("--probes-listen-address", default=":19376", help="(default: :19376)")
+    parser.add_argument(
+        "--listen-address",
+        default="127.0.0.1:9376",
+        help="the exporter's /metrics and live page; loopback only unless you say otherwise, "
+        "as :9376 would (default: 127.0.0.1:9376)",
+    )
+    parser.add_argument(
+        "--probes-listen-address",
+        default="127.0.0.1:19376",
+        help="the exporter's /liveness and /readiness (default: 127.0.0.1:19376)",
+    )
     parser.add_argument(
         "--http",
         action="store_true",
