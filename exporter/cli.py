@@ -13,11 +13,13 @@ from typing import Any, NoReturn
 import yaml
 
 from exporter import __version__
+from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.event_loop import EventLoopError, loop_factory, run_with_loop
 from exporter.runtime.process import configure_process, quiet_grpc_core
 from exporter.settings.config import Config
 from exporter.settings.load import ConfigError, load_config
 from exporter.settings.schema import SETTINGS, flag_name, shown_default
+from exporter.settings.tls import utc_time
 
 _SUBCOMMANDS = ("simulate", "demo", "certs")
 
@@ -175,6 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"falco-exporter: configuration error: {error}", file=sys.stderr)
         return 2
     if check_only:
+        held = HeldCertificates(config.certificate_files())
+        for role, path, expires in held.expiring(WARN_BEFORE_EXPIRY):
+            print(
+                f"falco-exporter: warning: the {role} certificate {path} expires "
+                f"{utc_time(expires)}, within {WARN_BEFORE_EXPIRY / 86400:g} days "
+                "(alert FalcoExporterCertificateExpiringSoon)",
+                file=sys.stderr,
+            )
         try:
             yaml.safe_dump(config.settings.effective(), sys.stdout, sort_keys=False)
             sys.stdout.flush()

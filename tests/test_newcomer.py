@@ -114,3 +114,29 @@ def test_every_demo_and_simulate_option_says_what_it_does() -> None:
     demo = help_of("demo")
     assert "(default: 127.0.0.1:9376)" in demo
     assert "(default: 127.0.0.1:19376)" in demo
+
+
+async def test_check_config_warns_of_a_certificate_expiring_within_14_days(
+    certs: CertPaths,
+) -> None:
+    """The test certificates last a day: `--check-config` still exits 0 with the
+    configuration, and warns of the client certificate on stderr (not of the CA, which
+    lasts a year), as start-up and the alert do."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable, "-m", "exporter", "--check-config", "--client-hostname", "falco:5060",
+            "--client-cert", str(certs.client_cert), "--client-key", str(certs.client_key),
+            "--client-ca", str(certs.ca),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "client_cert:" in result.stdout
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith(
+        f"falco-exporter: warning: the client certificate {certs.client_cert}"
+    )
+    assert "within 14 days" in warning
