@@ -54,6 +54,20 @@ def events(extra: str = "") -> str:
     return f"falco_events{{{FILTER}{extra}}}"
 
 
+def counted(window: str, by: str = "", extra: str = "") -> str:
+    """Alerts counted in the window, a series' first ones included. increase() sees only
+    growth between samples, so a series that appeared in the window (one `curl` in a new
+    pod) would count 0: such a series counts its whole value instead, as the shipped alerts
+    do (`unless ... offset`). Each half is padded with the other's groups at 0, so that a
+    sum is there when only one half has data."""
+    series = events(extra)
+    new = f"({series} unless {series} offset {window})"
+    grouping = f" by ({by})" if by else ""
+    grown = f"sum{grouping} (increase({series}[{window}]) unless {new})"
+    appeared = f"sum{grouping} ({new})"
+    return f"(({grown}) or ({appeared}) * 0) + (({appeared}) or ({grown}) * 0)"
+
+
 def events_rate(by: str) -> str:
     """Alerts per second by a label."""
     return f"sum by ({by}) (rate({events()}[$__rate_interval]))"
@@ -157,19 +171,19 @@ def panels() -> list[Any]:
     return [
         count_stat(
             "Alerts in the last hour",
-            f"sum(increase({events()}[1h]))",
+            counted("1h"),
             place(0, 0, 6, 4),
             "Falco alerts counted in the last hour, every filter applied.",
         ),
         count_stat(
             "Alerts in the last 24 hours",
-            f"sum(increase({events()}[24h]))",
+            counted("24h"),
             place(6, 0, 6, 4),
             "Falco alerts counted in the last 24 hours.",
         ),
         count_stat(
             "Warning or worse, last hour",
-            "sum(increase(" + events(', priority=~"[0-4]"') + "[1h]))",
+            counted("1h", extra=', priority=~"[0-4]"'),
             place(12, 0, 6, 4),
             "Priorities Emergency to Warning: what the shipped alerts page for.",
         ),
@@ -232,9 +246,7 @@ def panels() -> list[Any]:
         .datasource(DATASOURCE)
         .with_target(
             query(
-                priority_names(
-                    whole(f"topk(20, sum by (rule, priority) (increase({events()}[$__range])))")
-                ),
+                priority_names(whole(f"topk(20, {counted('$__range', by='rule, priority')})")),
                 as_table=True,
             )
         )
