@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.event_loop import EventLoopError, loop_factory, run_with_loop
 from exporter.runtime.process import configure_process, quiet_grpc_core
+from exporter.settings.advice import advice
 from exporter.settings.config import Config
 from exporter.settings.load import ConfigError, load_config
 from exporter.settings.schema import SETTINGS, flag_name, shown_default
@@ -177,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"falco-exporter: configuration error: {error}", file=sys.stderr)
         return 2
     if check_only:
+        for sentence in advice(config):
+            print(f"falco-exporter: warning: {sentence}", file=sys.stderr)
         held = HeldCertificates(config.certificate_files())
         for role, path, expires in held.expiring(WARN_BEFORE_EXPIRY):
             print(

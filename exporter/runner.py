@@ -15,6 +15,7 @@ from exporter.inputs.http import json_parser
 from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
+from exporter.settings.advice import advice
 from exporter.settings.config import Config
 from exporter.settings.tls import CertificateFilesError, utc_time
 
@@ -91,6 +92,8 @@ async def serve_until_signalled(config: Config, loop_name: str = "asyncio") -> i
             socket=config.grpc.targets[0],
         )
     warn_of_expiring_certificates(config, log)
+    for sentence in advice(config):
+        log.warning(sentence)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         status = await serve(config, stop)

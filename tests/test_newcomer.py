@@ -13,8 +13,9 @@ import signal
 import subprocess
 import sys
 
+from exporter.settings.advice import ALERT_WINDOW_SECONDS
 from exporter.simulator.certs import CertPaths
-from tests.support import LogLines, MakeExporter, serving_flags
+from tests.support import REPO, LogLines, MakeExporter, serving_flags
 from tests.support.processes import LOCAL_PORTS, running
 from tests.support.raw_http import read_answer
 
@@ -140,3 +141,29 @@ async def test_check_config_warns_of_a_certificate_expiring_within_14_days(
         f"falco-exporter: warning: the client certificate {certs.client_cert}"
     )
     assert "within 14 days" in warning
+
+
+def test_settings_that_break_the_shipped_alerts_are_said() -> None:
+    """A TTL shorter than the alerts' windows and dropping a label they group by: both
+    accepted (exit 0), both warned of by --check-config, naming the flag; the defaults
+    warn of nothing. The window is the shipped rules' longest over falco_events."""
+    rules = (REPO / "deploy" / "prometheus" / "falco-exporter-rules.yaml").read_text()
+    windows = re.findall(r"falco_events[^\n]*?\[(\d+)m\]", rules)
+    assert windows
+    assert max(int(w) for w in windows) * 60 == ALERT_WINDOW_SECONDS
+
+    def check(*flags: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--check-config", "--http-input-address", ":2801",
+             *flags],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stderr.splitlines()
+
+    assert check() == []
+    assert check("--series-ttl", "1h") == []
+    [ttl] = check("--series-ttl", "3s")
+    assert ttl.startswith("falco-exporter: warning: --series-ttl 3s is shorter than")
+    [dropped] = check("--drop-labels", "rule,hostname")
+    assert dropped.startswith("falco-exporter: warning: --drop-labels rule: the shipped alerts")
