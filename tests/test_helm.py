@@ -8,6 +8,7 @@ node: tests/validate_crds.mjs). Both tools come from tools/install_chart_tools.s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -246,7 +247,11 @@ def test_old_default_values_with_the_go_image_fail_loudly(helm: str) -> None:
     )
     assert result.returncode != 0
     assert "archived Go falco-exporter" in result.stderr
-    assert "image.repository" in result.stderr
+    for value in ("image.registry", "image.repository", "image.tag"):
+        assert value in result.stderr, value
+    section = re.search(r'docs/migrating.md, \\?"([^"\\]+)', result.stderr)
+    assert section is not None, result.stderr
+    assert f"## {section.group(1)}\n" in (REPO / "docs" / "migrating.md").read_text()
 
 
 def test_old_default_values_render_the_go_charts_release(helm: str, models_dir: Path) -> None:
@@ -386,3 +391,26 @@ def test_the_overlay_with_two_replicas_does_not_claim_losses() -> None:
     assert deployment["spec"]["replicas"] > 1
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert "--delivery-accounting=false" in container["args"]
+
+
+def test_runbook_urls_point_where_the_runbooks_are_served(helm: str) -> None:
+    """prometheusRules.runbookBaseURL replaces the repository path in every alert's
+    runbook_url, keeping its anchor; unset, the path stays."""
+    base = "https://git.example.org/falco-exporter/blob/v0.1.0/docs/runbooks.md"
+
+    def urls(*values: str) -> dict[str, str]:
+        documents = template(helm, "--set", "prometheusRules.enabled=true", *values)
+        [rule] = of_kind(documents, "PrometheusRule")
+        return {
+            alert["alert"]: alert["annotations"]["runbook_url"]
+            for group in rule["spec"]["groups"]
+            for alert in group["rules"]
+        }
+
+    plain = urls()
+    linked = urls("--set", f"prometheusRules.runbookBaseURL={base}")
+    assert set(plain) == set(linked)
+    assert len(linked) >= 20
+    for alert, url in linked.items():
+        assert plain[alert] == f"docs/runbooks.md#{alert.lower()}"
+        assert url == f"{base}#{alert.lower()}"

@@ -58,7 +58,7 @@ these arguments would crash-loop far from the cause.
 {{- define "falco-exporter.image" -}}
 {{- $image := .Values.image }}
 {{- if hasSuffix "falcosecurity/falco-exporter" $image.repository }}
-{{- fail (printf "image %s:%s is the archived Go falco-exporter, which cannot run this chart. Set image.repository and image.tag to the falco-exporter image built from this repository's Dockerfile (docs/migrating.md, \"Helm\")." $image.repository (toString $image.tag)) }}
+{{- fail (printf "image %s:%s is the archived Go falco-exporter, which cannot run this chart. Set image.registry (the old values' docker.io would stay), image.repository and image.tag to the falco-exporter image built from this repository's Dockerfile (docs/migrating.md, \"From the Go exporter's Helm chart\")." $image.repository (toString $image.tag)) }}
 {{- end }}
 {{- $name := $image.repository }}
 {{- if $image.registry }}
