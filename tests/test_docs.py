@@ -50,10 +50,10 @@ async def test_every_metric_family_is_documented(
 def test_every_falco_chart_install_pins_a_chart_with_the_right_falco() -> None:
     """gRPC needs chart 8.x or older (Falco 0.43); chart 9 ships Falco 0.44 without gRPC."""
     commands = []
-    for path in (REPO / "README.md", REPO / "docs" / "deploy.md"):
+    for path in (REPO / "README.md", REPO / "docs" / "deploy.md", REPO / "docs" / "quickstart.md"):
         text = path.read_text(encoding="utf-8").replace("\\\n", " ")
         commands += [line for line in text.splitlines() if "helm upgrade --install falco " in line]
-    assert len(commands) >= 4
+    assert len(commands) >= 5
     for command in commands:
         if "values-grpc" in command or "values-unix-socket" in command:
             assert "--version 8.x" in command, command

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -358,3 +359,39 @@ def test_the_dashboard_counts_growth_and_first_events_together(tmp_path: Path) -
         ["promtool", "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+async def test_the_quickstarts_queries_show_the_walkthrough(
+    make_exporter: MakeExporter, prometheus_for: PrometheusFor
+) -> None:
+    """docs/quickstart.md's PromQL, after the sample events as a simulated Falco posts them:
+    every rule of the nginx pods with its count, the walkthrough's two among them."""
+    page = (REPO / "docs" / "quickstart.md").read_text()
+    queries = re.findall(r"```promql\n(.*?)\n```", page, re.S)
+    assert len(queries) >= 2
+    documents = sample_documents()
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    assert await post_events(input_url(exporter), documents, rate=0, loop=False) == len(documents)
+    prometheus = await prometheus_for(exporter)
+    in_nginx = collections.Counter(
+        d["rule"]
+        for d in documents
+        if str((d.get("output_fields") or {}).get("k8s.pod.name", "")).startswith("nginx-")
+    )
+    assert {
+        "DetectCurlCommandExecution",
+        "Launch Package Management Process in Container",
+    } <= set(in_nginx)
+
+    async def shows_the_walkthrough(query: str) -> bool:
+        result = (await prometheus.api("/api/v1/query", query=query))["result"]
+        by_rule: collections.Counter[str] = collections.Counter()
+        for sample in result:
+            by_rule[sample["metric"]["rule"]] += int(float(sample["value"][1]))
+        return by_rule == in_nginx
+
+    for query in queries:
+        await eventually(
+            lambda query=query: shows_the_walkthrough(query), timeout=60, message=query
+        )
