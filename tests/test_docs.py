@@ -82,3 +82,14 @@ def test_every_cited_doc_section_exists() -> None:
         doc = REPO / "docs" / f"{name}.md"
         assert doc.exists(), f"{where} cites {doc}"
         assert anchor in github_anchors(doc.read_text()), f"{where} cites {name}.md#{anchor}"
+
+
+def test_the_readme_meets_falco_0_44_users_first() -> None:
+    """After the set-up commands and the overview: installing, then the HTTP input (Falco
+    0.44 and later, the majority), then gRPC for Falco up to 0.43."""
+    headings = re.findall(r"^## (.+)$", README, flags=re.MULTILINE)
+    install = headings.index("Installing")
+    http = headings.index("Falco 0.44 and later: the HTTP input")
+    grpc = headings.index("Running against a real Falco (gRPC: Falco 0.24 to 0.43)")
+    assert install < http < grpc
+    assert "pip install '.[fast]'" in README.split("## Falco 0.44 and later")[0]
