@@ -19,7 +19,7 @@ from typing import cast
 
 import httptools
 
-from exporter.http.connection_state import Phase, ServerSide
+from exporter.http.connection_state import Phase, ServerSide, pending_bytes
 from exporter.http.messages import Answer, Refusal, Request, encode_answer
 from exporter.http.request_reader import RequestReader
 from exporter.http.tls_session import (
@@ -164,8 +164,6 @@ class Connection(asyncio.Protocol):
         if self.phase is not Phase.CLOSED and not self.busy:
             self._carry_on()
 
-    # what the request reader tells
-
     @property
     def reading(self) -> bool:
         """Whether requests are still read (not refused, closed, waiting on a site or on
@@ -253,8 +251,6 @@ class Connection(asyncio.Protocol):
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
 
-    # the server's controls
-
     def refuse(self, reason: Refusal, detail: str) -> None:
         """Count the refusal, answer it, and close lingering: the rest is not trusted."""
         if self.phase in (Phase.CLOSED, Phase.LINGERING):
@@ -290,6 +286,10 @@ class Connection(asyncio.Protocol):
             self.refuse(Refusal.TIMEOUT, f"request not received within {timeout:g}s")
         else:
             self.close()
+
+    def unread(self) -> bool:
+        """Whether the kernel still holds bytes of the client's (a stop waits for them)."""
+        return self._transport is not None and pending_bytes(self._transport) > 0
 
     def close(self) -> None:
         """Close after what was written is sent."""

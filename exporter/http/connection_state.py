@@ -3,6 +3,10 @@ server.py, so that neither imports the other's internals."""
 
 from __future__ import annotations
 
+import array
+import asyncio
+import fcntl
+import termios
 from collections.abc import Awaitable
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
@@ -64,3 +68,15 @@ class ServerSide(Protocol):
 
     def later(self, answer: Awaitable[Answer], connection: Connection) -> None:
         """Run a site's later answer; the server calls `deliver` with it."""
+
+
+def pending_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes the kernel holds for this connection, not read yet (FIONREAD); 0 when it
+    cannot tell. A stop asks, so that a request on its way in is read, not cut off."""
+    sock = transport.get_extra_info("socket")
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return count[0]

@@ -46,6 +46,8 @@ from exporter.settings.addresses import parse_listen_address
 _SHUTDOWN_GRACE = 1.0
 # Loop turns given, after the listener closes, for bytes already received to be read.
 _READ_PENDING_TURNS = 3
+# At most this many more while an idle connection still has bytes in the kernel.
+_UNREAD_TURNS = 200
 _CLOSE_REASONS = (
     "limit",
     "per_peer_limit",
@@ -253,8 +255,15 @@ class HttpServer:
         try:
             for _ in range(_READ_PENDING_TURNS):
                 await asyncio.sleep(0)
+            # An idle connection whose client's bytes the kernel still holds has a request
+            # on its way in: give the loop turns to read it (bounded), then close the rest.
+            for _ in range(_UNREAD_TURNS):
+                if not any(connection.unread() for connection in self.table.sheddable()):
+                    break
+                await asyncio.sleep(0)
             for connection in self.table.sheddable():
-                connection.close()
+                if not connection.unread():
+                    connection.close()
             if self.connections:
                 # A request in flight closes its connection once answered (no keep-alive now).
                 with contextlib.suppress(TimeoutError):
