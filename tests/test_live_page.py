@@ -297,3 +297,43 @@ async def test_the_page_shows_each_falcos_delivery_as_metrics_count_it() -> None
     banner = re.search(r'<p class="banner" role="alert">(.*?)</p>', dom, re.S)
     assert banner is not None
     assert banner.group(1).startswith(f"{dropped} alerts raised by Falco never reached this")
+
+
+async def test_the_http_inputs_state_is_its_recent_refusals_each_with_its_fix(
+    make_exporter: MakeExporter,
+) -> None:
+    """One text post turns the input red with the json_output fix; five minutes without a
+    refusal turn it green again (it stayed red forever), though the count stays; another
+    reason shows its own fix, not json_output's."""
+    clock = FakeClock()
+    exporter = await make_exporter(clock=clock, http_input_address="127.0.0.1:0")
+    port = exporter.main_http.port
+
+    async def state() -> dict[str, Any]:
+        _, text, _ = await fetch(f"http://127.0.0.1:{port}/api/live")
+        [http_input] = json.loads(text)["inputs"]
+        return dict(http_input)
+
+    async def state_when(healthy: bool) -> dict[str, Any]:
+        """The input's state once the page, rebuilt at most once a second, says so."""
+        found: dict[str, Any] = {}
+
+        async def says() -> bool:
+            found.update(await state())
+            return bool(found["healthy"]) is healthy
+
+        await eventually(says, message=f"the HTTP input healthy={healthy}")
+        return found
+
+    text_body = "10:15:00.123456789: Warning curl ran (user=root)"
+    assert (await post(input_url(exporter), text_body))[0] == 400
+    red = await state_when(healthy=False)
+    assert "text_output: Falco posts its text output: set json_output: true" in red["state"]
+    clock.now += 301  # five minutes without a refusal
+    green = await state_when(healthy=True)
+    assert "1 refused" in green["state"]
+    assert "json_output" not in green["state"]
+    assert (await post(input_url(exporter), json.dumps({"rule": "r"})))[0] == 400
+    other = await state_when(healthy=False)
+    assert "json_output" not in other["state"]
+    assert "not_an_event: the sender is not Falco's http_output" in other["state"]

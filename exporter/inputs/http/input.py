@@ -15,13 +15,15 @@ from exporter.core.metrics import PREFIX, Families, FamilySpec, Kind
 from exporter.http.limits import ListenerLimits
 from exporter.http.server import HttpServer
 from exporter.http.tls_session import HandshakeFailure
-from exporter.inputs.http.rejections import TEXT_OUTPUT_FIX, Rejection
+from exporter.inputs.http.rejections import FIXES
 from exporter.inputs.http.site import HttpInputSite
 from exporter.settings.config import HttpInputConfig
 from exporter.settings.tls import server_context
 
 # Its name in the self-metrics' `target` label, and of its port.
 TARGET_NAME = "http_input"
+# How long a refusal keeps the input unhealthy on the live page.
+RECENT_REFUSALS = 300.0
 
 # What to change when Falco's TLS handshake fails (docs/runbooks.md has the alert).
 TLS_FIXES = {
@@ -92,17 +94,20 @@ class HttpInput:
         return Readiness(listening, f"HTTP input {'listening' if listening else 'starting'}\n")
 
     def statuses(self) -> list[InputStatus]:
-        """Listening or not, what it counted and refused, and the fix for Falco's text output."""
-        rejected = self.site.rejected
+        """Listening or not, what it counted and refused, and a fix for each reason refused
+        lately: unhealthy while refusals go on, healthy again once they stopped (a text post
+        an hour ago, since fixed, is history, not a state)."""
         text = "listening" if self.server.listening else "not listening"
         text += f" on port {self.server.port}, {self.site.counts.events} alerts"
-        refused = sum(rejected.values())
+        refused = sum(self.site.rejected.values())
         if refused:
             text += f", {refused} refused"
-        text_output = bool(rejected[Rejection.TEXT_OUTPUT])
-        if text_output:
-            text += f". {TEXT_OUTPUT_FIX}"
-        return [InputStatus("HTTP input", text, self.server.listening and not text_output)]
+        recent = self.site.rejected_within(RECENT_REFUSALS)
+        if recent:
+            minutes = f"{RECENT_REFUSALS / 60:g}"
+            fixes = "; ".join(f"{reason}: {FIXES[reason]}" for reason in recent)
+            text += f". Refused in the last {minutes} minutes, {fixes}"
+        return [InputStatus("HTTP input", text, self.server.listening and not recent)]
 
     def collect(self, families: Families) -> None:
         """Events received, when the last one came, every refusal by reason, its listener."""

@@ -42,3 +42,25 @@ TEXT_OUTPUT_FIX = (
     "Falco posts its text output: set json_output: true in falco.yaml "
     "(falco.json_output: true in the Falco Helm chart's values)"
 )
+
+# What to change, per reason: the live page shows the fix for each reason seen lately
+# (docs/runbooks.md#falcoexporterhttpinputrejecting has the same, at length).
+_NOT_FALCO = "the sender is not Falco's http_output, or a proxy changes the body"
+_TRANSPORT = "a proxy or a client other than Falco, or the network between them"
+FIXES: dict[Reason, str] = {
+    Rejection.TEXT_OUTPUT: TEXT_OUTPUT_FIX,
+    Rejection.NOT_JSON: _NOT_FALCO,
+    Rejection.NOT_AN_EVENT: _NOT_FALCO,
+    Rejection.UNKNOWN_PRIORITY: _NOT_FALCO,
+    Rejection.EMPTY: _NOT_FALCO,
+    Rejection.BAD_ENCODING: _TRANSPORT,
+    Rejection.PATH: "http_output.url must end in / (the exporter takes POSTs to /)",
+    Rejection.METHOD: "POST only: http_output.url names something else",
+    Rejection.UNSUPPORTED_ENCODING: _TRANSPORT,
+    Refusal.MALFORMED_REQUEST: _TRANSPORT,
+    Refusal.URI_TOO_LONG: _TRANSPORT,
+    Refusal.HEADERS_TOO_LARGE: _TRANSPORT,
+    Refusal.TOO_LARGE: "an alert over --http-input-max-body: raise it",
+    Refusal.TIMEOUT: _TRANSPORT,
+    Refusal.INCOMPLETE: _TRANSPORT,
+}

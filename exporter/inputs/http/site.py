@@ -93,11 +93,19 @@ class HttpInputSite:
         self.counts = InputCounts()
         self.max_body = max_body
         self.rejected: dict[Reason, int] = dict.fromkeys(REASONS, 0)
+        self._rejected_at: dict[Reason, float] = {}  # each reason's last time, monotonic
+        self._clock = clock
         self._warnings = RateLimitedLog(structlog.get_logger("http_input"), clock=clock)
+
+    def rejected_within(self, seconds: float) -> list[Reason]:
+        """The reasons refused in the last `seconds`, in the counter's order."""
+        since = self._clock() - seconds
+        return [reason for reason in REASONS if self._rejected_at.get(reason, since) > since]
 
     def refuse(self, reason: Reason, detail: str, peer: str, count: int = 1) -> Answer | None:
         """Count and log a refusal; the answer to send, if the connection still takes one."""
         self.rejected[reason] += count
+        self._rejected_at[reason] = self._clock()
         if reason is Rejection.TEXT_OUTPUT:
             self._warnings.log(reason, logging.ERROR, TEXT_OUTPUT_FIX, reason=reason, peer=peer)
         else:
