@@ -257,12 +257,14 @@ class HttpServer:
                 await asyncio.sleep(0)
             # An idle connection whose client's bytes the kernel still holds has a request
             # on its way in: give the loop turns to read it (bounded), then close the rest.
+            # One that is not read (its client does not read its answers) never will be: the
+            # wait is only for the others, so that no peer can make a stop spin its turns.
             for _ in range(_UNREAD_TURNS):
-                if not any(connection.unread() for connection in self.table.sheddable()):
+                if not any(c.reading and c.unread() for c in self.table.sheddable()):
                     break
                 await asyncio.sleep(0)
             for connection in self.table.sheddable():
-                if not connection.unread():
+                if not (connection.reading and connection.unread()):
                     connection.close()
             if self.connections:
                 # A request in flight closes its connection once answered (no keep-alive now).
