@@ -93,6 +93,7 @@ async def test_cuts_during_a_steady_stream_count_every_event_once(
                 message="everything delivered is counted",
             )
             proxy.cut()
+            falco.forget_connections()
             falco.release()
             before = proxy.connections
             await eventually(lambda b=before: proxy.connections > b, message="reconnected")
@@ -117,6 +118,7 @@ async def test_cuts_at_any_moment_never_count_an_event_twice(
         await eventually(lambda: falco.delivered > 0, message="delivery started")
         before = proxy.connections
         proxy.cut()
+        falco.forget_connections()
         await eventually(lambda b=before: proxy.connections > b, message="reconnected")
         await eventually(lambda: falco.queued == 0, message=f"round {round_number} drained")
         assert await total_events(exporter.main_http.port) <= falco.delivered

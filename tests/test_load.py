@@ -119,6 +119,7 @@ async def test_soak_with_cuts_and_scrapes_stays_exact_and_flat(
         await counted(port, lambda: falco.delivered, message="everything delivered is counted")
         before = proxy.connections
         proxy.cut()
+        falco.forget_connections()
         falco.release()
         await eventually(lambda: proxy.connections > before, message="reconnected")
 

@@ -78,6 +78,8 @@ class SimulatedFalco:
         # The common name of each client certificate that called the version RPC.
         self.client_names: list[str] = []
         self._held = False
+        self._peers: set[str] = set()  # every client connection a call came from
+        self._gone: set[str] = set()  # those a test cut: nothing more is written to them
 
     @property
     def queued(self) -> int:
@@ -109,6 +111,12 @@ class SimulatedFalco:
     def release(self) -> None:
         """Send queued events again."""
         self._held = False
+
+    def forget_connections(self) -> None:
+        """Write nothing more on the client connections seen so far: a test that has cut them
+        calls this. gRPC may still hand this server a call read from one just before the cut;
+        what it wrote there would be lost on the way and yet counted as delivered."""
+        self._gone = set(self._peers)
 
     def publish_raw(self, payloads: Iterable[bytes]) -> None:
         """Queue message bytes exactly as given, valid or not."""
@@ -184,6 +192,10 @@ class SimulatedFalco:
         await self._drain(context)
 
     async def _drain(self, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+        peer = context.peer()
+        self._peers.add(peer)
+        if peer in self._gone:
+            return
         while self._queue and not self._closing.is_set() and not self._held:
             self._writing += 1
             try:
