@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,8 @@ async def test_prometheus_sees_events_that_arrived_by_http(
 
 
 DASHBOARD = REPO / "deploy" / "grafana" / "falco-exporter-dashboard.json"
-GRAFANA_VARIABLES = {
+GRAFANA_VARIABLES = {  # in order: "$__rate_interval_ms" before "$__rate_interval"
+    "$__rate_interval_ms": "60000",
     "$__rate_interval": "1m",
     "$cluster": ".*",
     "$job": ".*",
@@ -301,6 +303,8 @@ async def test_the_dashboard_counts_a_series_first_events(
         return await value("sum(falco_events)") == len(documents)
 
     await eventually(scraped, timeout=60, interval=0.2, message="the walkthrough scraped")
+    at = str(time.time())  # then, when every series was new
+    pod_totals = "sum by (k8s_pod_name) (falco_events)"
     in_the_pod = sum(
         1
         for d in documents
@@ -325,6 +329,30 @@ async def test_the_dashboard_counts_a_series_first_events(
     for sample in top["result"]:
         shown[sample["metric"]["rule"]] += int(float(sample["value"][1]))
     assert shown == by_rule
+    # The rate panels (per minute, over the 1 m window Grafana would pick here), read at
+    # the first scrape that had everything, show the walkthrough's new series too: each
+    # rule and each pod at its count. rate() alone would show nothing at all.
+    by_pod = {
+        s["metric"].get("k8s_pod_name", ""): round(float(s["value"][1]))
+        for s in (await prometheus.api("/api/v1/query", query=pod_totals, time=at))["result"]
+    }
+    assert by_pod[WALKTHROUGH_POD] == in_the_pod
+    for title, label, expected in (
+        ("Alert rate by rule", "rule", dict(by_rule)),
+        ("Alert rate by pod", "k8s_pod_name", by_pod),
+    ):
+        rates = await prometheus.api("/api/v1/query", query=panel_expression(title), time=at)
+        per_minute = {
+            s["metric"].get(label, ""): round(float(s["value"][1])) for s in rates["result"]
+        }
+        assert per_minute == expected, title
+
+
+def test_the_dashboard_is_in_current_grafanas_schema() -> None:
+    """Grafana 12 warns of an older schemaVersion and of the long-dropped "style" key."""
+    model = json.loads(DASHBOARD.read_text())
+    assert model["schemaVersion"] >= 42
+    assert "style" not in model
 
 
 def test_the_dashboard_counts_growth_and_first_events_together(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ FILTER = (
     f'{SCOPE}, k8s_ns_name=~"$namespace", k8s_pod_name=~"$pod", hostname=~"$node", '
     'rule=~"$rule", priority=~"$priority"'
 )
+# The dashboard schema Grafana 12 saves (its latest migration is to 42); the SDK writes 36.
+GRAFANA_SCHEMA_VERSION = 42
 ALL = VariableOption(selected=True, text=["All"], value=["$__all"])
 
 
@@ -69,8 +71,10 @@ def counted(window: str, by: str = "", extra: str = "") -> str:
 
 
 def events_rate(by: str) -> str:
-    """Alerts per second by a label."""
-    return f"sum by ({by}) (rate({events()}[$__rate_interval]))"
+    """Alerts per minute by a label, a series' first ones included: rate() alone shows one
+    `curl` in a new pod as nothing, so this is `counted` over Grafana's rate window, per
+    minute ($__rate_interval_ms is the window in milliseconds)."""
+    return f"({counted('$__rate_interval', by)}) * 60000 / $__rate_interval_ms"
 
 
 def whole(expression: str) -> str:
@@ -113,12 +117,19 @@ def count_stat(title: str, expression: str, grid: GridPos, description: str) -> 
     )
 
 
-def rate_panel(title: str, targets: list[prometheus.Dataquery], grid: GridPos) -> timeseries.Panel:
-    """Alerts per second over time."""
-    built = timeseries.Panel().title(title).datasource(DATASOURCE).unit("ops").grid_pos(grid)
+def rate_panel(
+    title: str, targets: list[prometheus.Dataquery], grid: GridPos, unit: str = "ops"
+) -> timeseries.Panel:
+    """A rate over time: per second ("ops"), or per minute ("opm") for alerts."""
+    built = timeseries.Panel().title(title).datasource(DATASOURCE).unit(unit).grid_pos(grid)
     for target in targets:
         built = built.with_target(target)
     return built
+
+
+def alert_rate_panel(title: str, by: str, legend: str, grid: GridPos) -> timeseries.Panel:
+    """Alerts per minute by a label, first events of a series included."""
+    return rate_panel(title, [query(events_rate(by), legend)], grid, unit="opm")
 
 
 def label_variable(name: str, label: str, matcher: str) -> dash.QueryVariable:
@@ -200,29 +211,23 @@ def panels() -> list[Any]:
         )
         .unit("ops")
         .grid_pos(place(18, 0, 6, 4)),
-        rate_panel(
-            "Alert rate by rule", [query(events_rate("rule"), "{{rule}}")], place(0, 4, 12, 8)
-        ),
+        alert_rate_panel("Alert rate by rule", "rule", "{{rule}}", place(0, 4, 12, 8)),
         rate_panel(
             "Alert rate by priority",
             [query(priority_names(events_rate("priority")), "{{priority_name}}")],
             place(12, 4, 12, 8),
+            unit="opm",
         ),
-        rate_panel(
-            "Alert rate by namespace",
-            [query(events_rate("k8s_ns_name"), "{{k8s_ns_name}}")],
-            place(0, 12, 8, 8),
+        alert_rate_panel(
+            "Alert rate by namespace", "k8s_ns_name", "{{k8s_ns_name}}", place(0, 12, 8, 8)
         ),
-        rate_panel(
+        alert_rate_panel(
             "Alert rate by pod",
-            [query(events_rate("k8s_ns_name, k8s_pod_name"), "{{k8s_ns_name}}/{{k8s_pod_name}}")],
+            "k8s_ns_name, k8s_pod_name",
+            "{{k8s_ns_name}}/{{k8s_pod_name}}",
             place(8, 12, 8, 8),
         ),
-        rate_panel(
-            "Alert rate by node",
-            [query(events_rate("hostname"), "{{hostname}}")],
-            place(16, 12, 8, 8),
-        ),
+        alert_rate_panel("Alert rate by node", "hostname", "{{hostname}}", place(16, 12, 8, 8)),
         table.Panel()
         .title("Rules firing for the first time in the time range")
         .description(
@@ -420,6 +425,9 @@ def dashboard() -> dict[str, Any]:
         else:
             built = built.with_panel(item.id(index))
     model: dict[str, Any] = json.loads(json.dumps(built.build(), cls=JSONEncoder))
+    # What current Grafana writes: it warns of an older schema and of the dropped "style".
+    model.pop("style", None)
+    model["schemaVersion"] = GRAFANA_SCHEMA_VERSION
     return model
 
 
