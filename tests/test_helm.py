@@ -7,9 +7,11 @@ node: tests/validate_crds.mjs). Both tools come from tools/install_chart_tools.s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +22,9 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from tests.support import REPO, find_tool
+from tests.support import EVENT_BODY, REPO, curl, fetch, find_tool, total_events
 from tests.support.deploy import KUBERNETES_VERSION, load_resources, mebibytes
+from tests.support.processes import running
 
 CHART = REPO / "deploy" / "helm" / "falco-exporter"
 DATA = REPO / "tests" / "data"
@@ -414,3 +417,72 @@ def test_runbook_urls_point_where_the_runbooks_are_served(helm: str) -> None:
     for alert, url in linked.items():
         assert plain[alert] == f"docs/runbooks.md#{alert.lower()}"
         assert url == f"{base}#{alert.lower()}"
+
+
+def port_free_on_both_families() -> int:
+    """A port free on IPv4 and IPv6 at once (a dual-stack socket bound it)."""
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind(("::", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_listen_host_picks_the_address_families(helm: str) -> None:
+    """exporter.listenHost is the host of every port: empty by default (both families), an
+    IPv4 address as given, an IPv6 literal bracketed; the schema refuses a bracket or a port."""
+
+    def addresses(*values: str) -> list[str]:
+        documents = template(helm, "--set", "mode=http-input", *values)
+        [deployment] = of_kind(documents, "Deployment")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        flags = ("--listen-address=", "--probes-listen-address=", "--http-input-address=")
+        return [arg.split("=", 1)[1] for arg in container["args"] if arg.startswith(flags)]
+
+    assert addresses() == [":9376", ":19376", ":2801"]
+    assert addresses("--set", "exporter.listenHost=0.0.0.0") == [
+        "0.0.0.0:9376",
+        "0.0.0.0:19376",
+        "0.0.0.0:2801",
+    ]
+    assert addresses("--set", "exporter.listenHost=::") == ["[::]:9376", "[::]:19376", "[::]:2801"]
+    refused = run_helm(helm, "template", "x", str(CHART), "--set", "exporter.listenHost=[::]:1")
+    assert refused.returncode != 0
+    assert "listenHost" in refused.stderr
+
+
+async def test_the_charts_default_addresses_answer_on_ipv4_and_ipv6(helm: str) -> None:
+    """The chart's own arguments, run: /metrics, the probes and the HTTP input answer on
+    127.0.0.1 and on ::1, as kubelets and Prometheus reach a pod in a dual-stack cluster."""
+    documents = template(helm, "--set", "mode=http-input")
+    [deployment] = of_kind(documents, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {}
+    args = []
+    for arg in container["args"]:
+        flag, _, value = arg.partition("=")
+        if flag in {"--listen-address", "--probes-listen-address", "--http-input-address"}:
+            assert value.startswith(":"), arg  # no host: every address of both families
+            ports[flag] = port_free_on_both_families()
+            arg = f"{flag}=:{ports[flag]}"  # noqa: PLW2901 - the same flag, on a free port
+        args.append(arg)
+    async with running(*args, "--log-format=json") as process:
+        await process.wait_for_log("serving HTTP")
+        for host in ("127.0.0.1", "[::1]"):
+            metrics = await fetch(f"http://{host}:{ports['--listen-address']}/metrics")
+            assert metrics[0] == 200, host
+            probe = await fetch(f"http://{host}:{ports['--probes-listen-address']}/liveness")
+            assert probe[0] == 200, host
+            posted = await asyncio.to_thread(
+                curl,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                EVENT_BODY.decode(),
+                f"http://{host}:{ports['--http-input-address']}/",
+            )
+            assert posted.stdout == "200", host
+        assert await total_events(ports["--listen-address"]) == 2

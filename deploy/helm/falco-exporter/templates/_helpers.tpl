@@ -79,11 +79,19 @@ these arguments would crash-loop far from the cause.
 {{- default (printf "%s-server" (include "falco-exporter.fullname" .)) .Values.service.mTLS.existingSecret }}
 {{- end }}
 
+{{/* The host part of every listen address: empty is every address of both families (an IPv6
+literal is bracketed). */}}
+{{- define "falco-exporter.listenHost" -}}
+{{- $host := .Values.exporter.listenHost | default "" }}
+{{- if contains ":" $host }}[{{ $host }}]{{ else }}{{ $host }}{{ end }}
+{{- end }}
+
 {{/* The exporter's arguments for the mode. */}}
 {{- define "falco-exporter.args" -}}
 {{- $v := .Values }}
-- --listen-address=0.0.0.0:{{ $v.service.targetPort }}
-- --probes-listen-address=0.0.0.0:{{ $v.healthChecks.livenessProbe.probesPort }}
+{{- $host := include "falco-exporter.listenHost" . }}
+- --listen-address={{ $host }}:{{ $v.service.targetPort }}
+- --probes-listen-address={{ $host }}:{{ $v.healthChecks.livenessProbe.probesPort }}
 {{- if eq (include "falco-exporter.mode" .) "socket" }}
 - --client-socket={{ $v.falco.grpcUnixSocketPath }}
 - --timeout={{ $v.falco.grpcTimeout }}
@@ -100,7 +108,7 @@ these arguments would crash-loop far from the cause.
 - --client-ca=/etc/falco-exporter/client/ca.crt
 - --timeout={{ $v.falco.grpcTimeout }}
 {{- else if eq (include "falco-exporter.mode" .) "http-input" }}
-- --http-input-address=0.0.0.0:{{ $v.httpInput.port }}
+- --http-input-address={{ $host }}:{{ $v.httpInput.port }}
 - --http-input-max-body={{ $v.httpInput.maxBody }}
 {{- if $v.httpInput.tls.existingSecret }}
 - --http-input-cert=/etc/falco-exporter/input/tls.crt
