@@ -1,9 +1,9 @@
 """The label set of `falco_events`: fixed once at start-up, then one function per event.
 
 The default is exactly the Go exporter's (docs/falco-wire-contract.md#go-exporter-metric).
-Users may drop labels, add `priority_name`, and add labels from output fields. Since the
-set is fixed before the first event, no event can produce a series with another set of
-labels.
+Users may drop labels, add `priority_name`, add `k8s_workload` (core/workload.py) and add
+labels from output fields. Since the set is fixed before the first event, no event can
+produce a series with another set of labels.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.core.event import Event, priority_name
+from exporter.core.workload import WorkloadOf
 
 # The Go exporter's labels, in the order of the key tuple.
 DEFAULT_LABELS: tuple[str, ...] = (
@@ -25,6 +26,7 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "k8s_pod_name",
 )
 PRIORITY_NAME_LABEL = "priority_name"
+WORKLOAD_LABEL = "k8s_workload"  # --workload-label: the pod's Deployment, DaemonSet, ...
 # What a folded series has in place of the values it does not keep (core/cardinality.py).
 OVERFLOW_VALUE = "__overflow__"
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -108,21 +110,37 @@ def build_label_set(
     drop: Sequence[str] = (),
     extra: Mapping[str, str] | None = None,
     with_priority_name: bool = False,
+    with_workload: bool = False,
 ) -> LabelSet:
     """The label set from the configuration (already validated by config)."""
     extra = dict(extra or {})
     names = [name for name in DEFAULT_LABELS if name not in drop]
     if with_priority_name:
         names.append(PRIORITY_NAME_LABEL)
+    if with_workload:
+        names.append(WORKLOAD_LABEL)
     names.extend(extra)
     if names == list(DEFAULT_LABELS):
         return LabelSet(DEFAULT_LABELS, go_exporter_labels)
-    getters = [_BUILTIN[name] if name in _BUILTIN else _field_getter(extra[name]) for name in names]
+    workload = WorkloadOf()  # its cache is this label set's own
+    if names == [*DEFAULT_LABELS, WORKLOAD_LABEL]:
+        return LabelSet(tuple(names), _with_workload(workload))
+    builtin: dict[str, Callable[[Event], str]] = {**_BUILTIN, WORKLOAD_LABEL: workload}
+    getters = [builtin[name] if name in builtin else _field_getter(extra[name]) for name in names]
 
     def values(event: Event) -> LabelKey:
         return tuple([getter(event) for getter in getters])
 
     return LabelSet(tuple(names), values)
+
+
+def _with_workload(workload: Callable[[Event], str]) -> LabelValues:
+    """The Go exporter's values and the workload's: the hot path of --workload-label alone."""
+
+    def values(event: Event) -> LabelKey:
+        return (*go_exporter_labels(event), workload(event))
+
+    return values
 
 
 def _field_getter(field: str) -> Callable[[Event], str]:
