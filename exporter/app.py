@@ -247,7 +247,12 @@ def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
         )
 
     return EventCounter(
-        build_label_set(series.drop_labels, dict(series.extra_labels), series.priority_name_label),
+        build_label_set(
+            series.drop_labels,
+            dict(series.extra_labels),
+            series.priority_name_label,
+            series.workload_label,
+        ),
         limits=series.limits,
         clock=clock,
         on_fold=folded,

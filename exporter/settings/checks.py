@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from exporter.core.labels import DEFAULT_LABELS, PRIORITY_NAME_LABEL, label_name_problem
+from exporter.core.labels import (
+    DEFAULT_LABELS,
+    PRIORITY_NAME_LABEL,
+    WORKLOAD_LABEL,
+    label_name_problem,
+)
 from exporter.settings.addresses import parse_listen_address
 from exporter.settings.config import Config
 from exporter.settings.schema import flag_name
@@ -70,6 +75,8 @@ def _check_labels(config: Config, origins: Mapping[str, str]) -> None:
     taken = [name for name in DEFAULT_LABELS if name not in series.drop_labels]
     if series.priority_name_label:
         taken.append(PRIORITY_NAME_LABEL)
+    if series.workload_label:
+        taken.append(WORKLOAD_LABEL)
     for name, output_field in series.extra_labels:
         problem = label_name_problem(name, taken)
         if problem:

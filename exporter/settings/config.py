@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.core.cardinality import SeriesLimits
+from exporter.core.labels import WORKLOAD_LABEL
 from exporter.settings import values
 from exporter.settings.choices import EventLoopChoice, LogFormat, LogLevel, ReadyWhen, Transport
 from exporter.settings.schema import Settings
@@ -84,6 +85,7 @@ class SeriesConfig:
     drop_labels: tuple[str, ...]
     extra_labels: tuple[tuple[str, str], ...]
     priority_name_label: bool
+    workload_label: bool  # --workload-label, unless --drop-labels names it too
     limits: SeriesLimits
 
 
@@ -197,9 +199,10 @@ def build_config(settings: Settings) -> Config:
         ),
         probes=ListenerConfig(settings.probes_listen_address),
         series=SeriesConfig(
-            drop_labels=settings.drop_labels,
+            drop_labels=tuple(label for label in settings.drop_labels if label != WORKLOAD_LABEL),
             extra_labels=settings.extra_labels,
             priority_name_label=settings.priority_name_label,
+            workload_label=settings.workload_label and WORKLOAD_LABEL not in settings.drop_labels,
             limits=SeriesLimits(
                 max_series=settings.max_series,
                 per_rule=values.resolve_share(settings.max_series_per_rule, settings.max_series),

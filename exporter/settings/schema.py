@@ -151,6 +151,10 @@ class Settings:
     priority_name_label: bool = setting(
         False, values.boolean, "add a priority_name label (Warning, ...) beside the number", "BOOL"
     )
+    workload_label: bool = setting(
+        False, values.boolean, "add a k8s_workload label: the pod's Deployment, DaemonSet, "
+        "StatefulSet, ... from k8smeta fields or the pod name (docs/cardinality.md)", "BOOL",
+    )  # fmt: skip
     recent_alerts: int = setting(
         0,
         values.count,
