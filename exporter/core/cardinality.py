@@ -7,7 +7,9 @@ and cannot hide):
 - every value is cut to `max_label_length` characters, with a visible marker;
 - one rule, one host or one pod may hold at most its budget of series; past it, that
   rule's (host's, pod's) new series fold into one per priority that keeps the rule (the
-  host, the pod) and nothing else, so a flood confined to one of them folds only itself;
+  host, the pod) and nothing else, so a flood confined to one of them folds only itself
+  (a pod's k8s_workload is not kept: a forged post could vary it; with k8s_pod_name
+  dropped, the budget is the workload's);
 - at the series limit, the least recently updated series of a lower severity is evicted
   to make room (its events stay accounted), so junk of low priority cannot fold a
   Warning; only when nothing of lower severity is left is the new series folded, outside
@@ -25,7 +27,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from exporter.core.labels import OVERFLOW_VALUE, PRIORITY_NAME_LABEL, LabelKey
+from exporter.core.labels import OVERFLOW_VALUE, PRIORITY_NAME_LABEL, WORKLOAD_LABEL, LabelKey
 
 TRUNCATED = "…[truncated]"
 _LOWEST = 8  # where a key without a known priority (0 to 7) sorts: the first evicted
@@ -52,7 +54,7 @@ class Fold(StrEnum):
 
     RULE = "rule"  # its rule holds its budget of series
     HOST = "host"  # its host holds its budget
-    POD = "pod"  # its pod holds its budget
+    POD = "pod"  # its pod (without k8s_pod_name: its workload) holds its budget
     CAPACITY = "capacity"  # the series limit is reached, with nothing of lower severity
 
 
@@ -104,10 +106,12 @@ class Admission:
         self._keep_rule = frozenset(priority | {position["rule"]}) if "rule" in position else None
         # (why, the scope's positions, its budget, series held per scope value)
         self._budgets: list[tuple[Fold, tuple[int, ...], int, Counter[LabelKey]]] = []
+        # Without k8s_pod_name, a pod's budget is its workload's (--workload-label).
+        pod = "k8s_pod_name" if "k8s_pod_name" in position else WORKLOAD_LABEL
         for fold, labels, budget in (
             (Fold.RULE, ("rule",), limits.per_rule),
             (Fold.HOST, ("hostname",), limits.per_host),
-            (Fold.POD, ("k8s_ns_name", "k8s_pod_name"), limits.per_pod),
+            (Fold.POD, ("k8s_ns_name", pod), limits.per_pod),
         ):
             if budget and all(label in position for label in labels):
                 scope = tuple(position[label] for label in labels)
