@@ -103,6 +103,10 @@ class WorkloadOf:
             pod = get("k8smeta.pod.name", "")
         return self._cached(self._pods, pod, workload_of_pod)
 
+    def cached(self) -> int:
+        """How many names are cached now (at most twice the cache size)."""
+        return len(self._pods) + len(self._replica_sets)
+
     def _cached(self, cache: dict[str, str], name: str, derive: Callable[[str], str]) -> str:
         found = cache.get(name)
         if found is not None:
