@@ -34,7 +34,7 @@ from exporter.core.workload import (
 )
 from exporter.settings.checks import ConfigError
 from exporter.settings.load import load_config
-from tests.support import REPO, counted, curl, find_tool, labels, response, scrape
+from tests.support import REPO, counted, curl, find_tool, response, scrape
 from tests.support.processes import LOCAL_PORTS, running
 
 CARDINALITY = (REPO / "docs" / "cardinality.md").read_text(encoding="utf-8")
@@ -301,49 +301,59 @@ PODS = [
 def test_pods_of_ten_deployments_are_ten_series() -> None:
     """docs/cardinality.md's arithmetic on one node: 300 series by pod, 10 by workload once
     k8s_pod_name is dropped."""
-    pods = PODS
-    by_pod = count(EventCounter(build_label_set(with_workload=True)), pods)
-    by_workload = count(EventCounter(build_label_set(["k8s_pod_name"], with_workload=True)), pods)
+    by_pod = count(EventCounter(build_label_set(with_workload=True)), PODS)
+    by_workload = count(EventCounter(build_label_set(["k8s_pod_name"], with_workload=True)), PODS)
     assert (len(by_pod), len(by_workload)) == (300, 10)
     assert {s[WORKLOAD_LABEL] for s in by_workload.values()} == {f"app{d}" for d in range(10)}
 
 
-def captured_alert() -> dict[str, object]:
-    """The body of a real Falco 0.44.1 post (a capture replay's first alert)."""
+def captured_alert() -> tuple[dict[str, object], dict[str, object]]:
+    """The body of a real Falco 0.44.1 post (a capture replay's first alert), and its fields."""
     request = CAPTURE.read_bytes()
-    return dict(json.loads(request.partition(b"\r\n\r\n")[2]))
+    alert = json.loads(request.partition(b"\r\n\r\n")[2])
+    return alert, alert["output_fields"]
+
+
+# The captured alert's fields, and a pod's as Falco on a Kubernetes node adds them: the
+# container plugin's, and the k8smeta plugin's for a DaemonSet (JSON null: no Deployment).
+IN_DAEMONSET = {
+    "k8smeta.ns.name": "kube-system",
+    "k8smeta.pod.name": "cilium-7d5tq",
+    "k8smeta.deployment.name": None,
+}
 
 
 @pytest.mark.parametrize("on", [True, False])
 async def test_a_real_exporter_labels_falcos_posts_by_workload(on: bool) -> None:
-    """A real Falco 0.44.1 alert posted with curl, as is (a host event) and as Falco on a
-    Kubernetes node writes it (with the container plugin's pod fields): k8s_workload is ""
-    and the Deployment with --workload-label, and absent without it."""
-    alert = captured_alert()
-    fields = dict(alert["output_fields"])  # type: ignore[call-overload]
-    in_pod = {**alert, "output_fields": {**fields, **POD}}
+    """A real Falco 0.44.1 alert posted with curl as is (a host event), and with a pod's
+    fields added: with --workload-label, k8s_workload is "", the Deployment and the
+    DaemonSet; without it, the Go exporter's labels and no k8s_workload."""
+    alert, fields = captured_alert()
+    bodies = [alert] + [
+        {**alert, "output_fields": {**fields, **pod}} for pod in (POD, IN_DAEMONSET)
+    ]
     flags = ["--workload-label"] if on else []
     async with running(
         *LOCAL_PORTS, "--http-input-address", "127.0.0.1:0", "--log-format", "json", *flags
     ) as exporter:
         serving = await exporter.wait_for_log("serving HTTP")
         url = f"http://127.0.0.1:{serving['http_input_port']}/"
-        for body in (alert, in_pod):
+        for body in bodies:
             posted = await asyncio.to_thread(
                 curl, "-o", "/dev/null", "-w", "%{http_code}",
                 "-H", "Content-Type: application/json", "--data-binary", json.dumps(body), url,
             )  # fmt: skip
             assert posted.stdout == "200"
-        await counted(serving["metrics_port"], 2)
+        await counted(serving["metrics_port"], len(bodies))
         series = await scrape(serving["metrics_port"])
-    pods = {dict(key)["k8s_pod_name"]: dict(key) for key in series}
-    assert set(pods) == {"", POD["k8s.pod.name"]}
+    by_pod = {dict(key)["k8s_pod_name"]: dict(key) for key in series}
+    assert set(by_pod) == {"", "cart-5c5695d979-lq8fz", "cilium-7d5tq"}
+    assert {values["rule"] for values in by_pod.values()} == {alert["rule"]}
     if on:
-        assert (pods[""][WORKLOAD_LABEL], pods[POD["k8s.pod.name"]][WORKLOAD_LABEL]) == ("", "cart")
+        workloads = {pod: values[WORKLOAD_LABEL] for pod, values in by_pod.items()}
+        assert workloads == {"": "", "cart-5c5695d979-lq8fz": "cart", "cilium-7d5tq": "cilium"}
     else:
-        assert not any(WORKLOAD_LABEL in key for key in pods.values())
-        assert set(pods[""]) == set(DEFAULT_LABELS)
-    assert labels(rule=str(alert["rule"])) <= next(iter(series))
+        assert all(set(values) == set(DEFAULT_LABELS) for values in by_pod.values())
 
 
 def test_the_documented_alert_fires_once_per_workload(tmp_path: Path) -> None:
