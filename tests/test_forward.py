@@ -18,6 +18,7 @@ from aiohttp import web
 
 from exporter.app import Exporter
 from exporter.cli import main
+from exporter.outputs.forward import Dropped
 from tests.support import (
     REPO,
     MakeExporter,
@@ -272,7 +273,7 @@ async def test_a_stop_counts_what_was_never_forwarded(
         assert await post(exporter, body) == "200"
     await exporter.stop(grace=0.5)
     assert exporter.forwarder is not None
-    assert exporter.forwarder.dropped["stopped"] == len(bodies)
+    assert exporter.forwarder.dropped[Dropped.STOPPED] == len(bodies)
     assert exporter.forwarder.queued_bytes == 0
 
 
