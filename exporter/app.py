@@ -28,6 +28,7 @@ from exporter.exposition.self_metrics import SelfMetrics
 from exporter.http.limits import METRICS, PROBES
 from exporter.http.server import HttpServer
 from exporter.inputs.assemble import build_inputs
+from exporter.outputs.forward import Forwarder
 from exporter.runtime.certificates import HeldCertificates
 from exporter.runtime.open_files import RESERVED, open_files_limit
 from exporter.runtime.rate_limited_log import RateLimitedLog
@@ -64,12 +65,14 @@ class Exporter:
         self.delivery = _delivery(config, clock)
         self.live = LiveView(self.counter, config.recent_alerts)
         self.certificates = HeldCertificates(config.certificate_files())
+        self.forwarder = Forwarder(config.forward) if config.forward else None
         self.inputs: list[Input] = build_inputs(
             config,
             self.counter,
             lambda sink: self.live.recording(self.delivery.watching(sink)),
             clock=clock,
             on_certificates_changed=self.certificates.reload,
+            forward=self.forwarder.offer if self.forwarder else None,
         )
         self._falco_events = FalcoEventsText(self.counter)
         page = LivePage(self.live, self.statuses, self.delivery)
@@ -88,6 +91,8 @@ class Exporter:
         parts = [part.collect for part in self.inputs]
         parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
         parts.append(self.delivery.collect)
+        if self.forwarder is not None:
+            parts.append(self.forwarder.collect)
         self._self_metrics = SelfMetrics(self.counter, parts)
         self._tasks = BackgroundTasks()
 
@@ -121,6 +126,8 @@ class Exporter:
         """Serve HTTP (live, not yet ready), then start every input."""
         await self.main_http.start()
         await self.probes_http.start()
+        if self.forwarder is not None:
+            await self.forwarder.start()
         for part in self.inputs:
             await part.start()
         self._log.info(
@@ -165,6 +172,7 @@ class Exporter:
         phases: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = [
             ("background tasks", self._tasks.stop),
             ("inputs", self._stop_inputs),
+            *([("forward", self.forwarder.stop)] if self.forwarder else []),
             ("probes listener", self.probes_http.stop),
             ("metrics listener", self.main_http.stop),
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.inputs.grpc.backoff import Backoff
+from exporter.runtime.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap() -> None:

@@ -23,8 +23,10 @@ def build_inputs(
     *,
     clock: Callable[[], float] = time.monotonic,
     on_certificates_changed: Callable[[], None] = lambda: None,
+    forward: Callable[[bytes], None] | None = None,
 ) -> list[Input]:
-    """Every configured input, each counting into shards of `counter` through `wrap_sink`.
+    """Every configured input, each counting into shards of `counter` through `wrap_sink`;
+    the HTTP input also hands each accepted alert's JSON to `forward`, if given.
 
     A certificate file that cannot be used raises CertificateFilesError.
     """
@@ -32,5 +34,6 @@ def build_inputs(
     if config.grpc is not None:
         inputs.append(GrpcInput(config.grpc, counter, wrap_sink, on_certificates_changed))
     if config.http_input is not None:
-        inputs.append(HttpInput(config.http_input, wrap_sink(counter.shard().add), clock))
+        sink = wrap_sink(counter.shard().add)
+        inputs.append(HttpInput(config.http_input, sink, clock, forward))
     return inputs

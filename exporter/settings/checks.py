@@ -62,6 +62,29 @@ def check_settings(config: Config, origins: Mapping[str, str]) -> None:
                 "each listener needs its own port"
             )
         seen[address] = name
+    _check_forward(config, origins)
+
+
+_OWN_HOSTS = frozenset({None, "", "127.0.0.1", "::1", "localhost", "0.0.0.0", "::"})  # noqa: S104
+
+
+def _check_forward(config: Config, origins: Mapping[str, str]) -> None:
+    """A forward needs the HTTP input, and must not point back at it: each alert would be
+    taken again and sent again, forever."""
+    forward = config.forward
+    if forward is None:
+        return
+    if config.http_input is None:
+        raise ConfigError(
+            f"{origins['forward_url']}: forwards what the HTTP input accepts; "
+            "give --http-input-address too"
+        )
+    host, port = parse_listen_address(config.http_input.address)
+    if forward.port == port and forward.host in _OWN_HOSTS | {host}:
+        raise ConfigError(
+            f"{origins['forward_url']}: points at this exporter's own HTTP input "
+            f"({origins['http_input_address']}); every alert would come back, forever"
+        )
 
 
 def _check_labels(config: Config, origins: Mapping[str, str]) -> None:

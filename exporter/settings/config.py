@@ -8,6 +8,7 @@ which mode the exporter runs in: it looks at which parts of the tree are there.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 
 from exporter.core.cardinality import SeriesLimits
@@ -71,6 +72,36 @@ class HttpInputConfig:
 
 
 @dataclass(frozen=True)
+class ForwardConfig:
+    """Where the HTTP input's accepted alerts also go (docs/falcosidekick.md)."""
+
+    url: str
+    max_queued_bytes: int
+
+    @property
+    def scheme(self) -> str:
+        """http or https."""
+        return urllib.parse.urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        """The host name or address, without IPv6 brackets."""
+        return urllib.parse.urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        """The URL's port, or its scheme's."""
+        parts = urllib.parse.urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def target(self) -> str:
+        """The request target: path and query, "/" at least."""
+        parts = urllib.parse.urlsplit(self.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     """One of the exporter's own ports: its address, and TLS if it serves it."""
 
@@ -104,6 +135,7 @@ class Config:
     settings: Settings  # the flat values, for --check-config and the start-up log
     grpc: GrpcConfig | None
     http_input: HttpInputConfig | None
+    forward: ForwardConfig | None
     metrics: ListenerConfig
     probes: ListenerConfig
     series: SeriesConfig
@@ -193,6 +225,11 @@ def build_config(settings: Settings) -> Config:
         settings=settings,
         grpc=_grpc(settings),
         http_input=http_input,
+        forward=(
+            ForwardConfig(settings.forward_url, settings.forward_queue_size)
+            if settings.forward_url
+            else None
+        ),
         metrics=ListenerConfig(
             settings.listen_address,
             _tls(settings.server_cert, settings.server_key, settings.server_ca),

@@ -135,6 +135,21 @@ class Settings:
     http_input_idle_timeout: float = duration_setting(
         300.0, "close a keep-alive connection of the HTTP input after this long without a request"
     )
+    forward_url: str = setting(
+        "",
+        values.forward_url,
+        "send each alert the HTTP input accepted on to this http(s) URL too, one POST per "
+        "alert, as Falco's http_output would (e.g. falcosidekick's); queued, never delaying Falco",
+        "URL",
+    )
+    forward_queue_size: int = setting(
+        8 * 1024 * 1024,
+        values.size,
+        "most alert bytes --forward-url holds while the downstream is slow or away; past it "
+        "new alerts are dropped from the forward (counted), never from falco_events",
+        "SIZE",
+        values.format_size,
+    )
     drop_labels: tuple[str, ...] = setting(
         (),
         values.text_list,

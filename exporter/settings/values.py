@@ -7,6 +7,7 @@ it came from.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -104,6 +105,25 @@ def dns_name(raw: object) -> str:
     value = string(raw).strip()
     if value:
         split_host_port(value, default_port=None)
+    return value
+
+
+def forward_url(raw: object) -> str:
+    """An http:// or https:// URL with a host, or "" for no forward."""
+    value = string(raw).strip()
+    if not value:
+        return ""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in {"http", "https"}:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} names no host")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        raise ValueError(f"{value!r} has no valid port") from None
+    if parts.username or parts.password or parts.fragment:
+        raise ValueError(f"{value!r}: credentials and fragments are not sent; leave them out")
     return value
 
 

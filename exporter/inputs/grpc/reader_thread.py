@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from exporter.inputs.grpc.backoff import Backoff
 from exporter.inputs.grpc.connection import FalcoReader
 from exporter.inputs.grpc.disconnect import Disconnect
 from exporter.inputs.grpc.targets import TargetFeed
+from exporter.runtime.backoff import Backoff
 from exporter.settings.durations import format_duration
 
 # A stream that lasted this long, or delivered an event, counts as healthy:

@@ -57,9 +57,11 @@ class HttpInput:
         config: HttpInputConfig,
         sink: EventSink,
         clock: Callable[[], float] = time.monotonic,
+        forward: Callable[[bytes], None] | None = None,
     ) -> None:
-        """A certificate file that cannot be used raises CertificateFilesError."""
-        self.site = HttpInputSite(sink, config.max_body, clock)
+        """A certificate file that cannot be used raises CertificateFilesError. `forward`
+        takes each accepted alert's JSON too."""
+        self.site = HttpInputSite(sink, config.max_body, clock, forward)
         limits = ListenerLimits(
             max_connections=config.max_connections,
             max_per_peer=config.max_connections_per_peer,

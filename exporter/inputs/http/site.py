@@ -88,8 +88,11 @@ class HttpInputSite:
         sink: EventSink,
         max_body: int,
         clock: Callable[[], float] = time.monotonic,
+        forward: Callable[[bytes], None] | None = None,
     ) -> None:
+        """`forward`, if given, takes each accepted alert's JSON too (--forward-url)."""
         self._sink = sink
+        self._forward = forward
         self.counts = InputCounts()
         self.max_body = max_body
         self.rejected: dict[Reason, int] = dict.fromkeys(REASONS, 0)
@@ -150,6 +153,8 @@ class HttpInputSite:
             event = _event_of(bodies.parse(text))
             if isinstance(event, FalcoEvent):
                 self._sink(event)
+                if self._forward is not None:
+                    self._forward(text.encode())  # as Falco posted it
                 counts = self.counts
                 counts.events += 1
                 counts.last_event_time = time.time()
@@ -210,6 +215,8 @@ class HttpInputSite:
             event = _event_of(document)
             if isinstance(event, FalcoEvent):
                 self._sink(event)
+                if self._forward is not None:  # one alert per POST, as Falco sends them
+                    self._forward(json.dumps(document, separators=(",", ":")).encode())
                 outcome.accepted += 1
             else:
                 outcome.refuse(line, *event)
