@@ -135,6 +135,10 @@ class Settings:
     http_input_idle_timeout: float = duration_setting(
         300.0, "close a keep-alive connection of the HTTP input after this long without a request"
     )
+    file_input: str = path_setting(
+        "read Falco's file_output (JSON lines) from this file, durably: after any restart "
+        "counting resumes where the last scrape left it, and what was read is freed from disk"
+    )
     drop_labels: tuple[str, ...] = setting(
         (),
         values.text_list,
