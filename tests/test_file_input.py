@@ -144,8 +144,8 @@ async def test_sigkill_and_restarts_lose_nothing_and_count_nothing_twice(tmp_pat
     stays a few blocks."""
     spool = tmp_path / "events.json"
     port = free_port()
-    args = ("--file-input", str(spool), "--listen-address", f"127.0.0.1:{port}")
-    args += ("--probes-listen-address", "127.0.0.1:0", "--log-format", "json")
+    args = [*("--file-input", str(spool), "--listen-address", f"127.0.0.1:{port}")]
+    args += ["--probes-listen-address", "127.0.0.1:0", "--log-format", "json"]
     prometheus = Prometheus(tmp_path / "prometheus", port)
     (tmp_path / "prometheus").mkdir()
     await prometheus.start()
