@@ -3,9 +3,10 @@
 Falco writes each alert to a local file, which never makes its single output thread wait
 on us, and the file outlives us: an exporter that restarts (an OOM kill, SIGKILL, a new
 image) counts on from its checkpoint (checkpoint.py), so no alert is lost between Falco
-and Prometheus. Lines are parsed exactly as the HTTP input parses a body's lines. The file
-is followed by polling every POLL_SECONDS (one pread and one lseek when idle), and read in
-steps of a few milliseconds, yielding to the event loop, whatever the backlog.
+and Prometheus. Lines are parsed exactly as the HTTP input parses a body's lines. A write
+wakes the reader through inotify (watch.py); every POLL_SECONDS it also looks (one lseek,
+two stats) for a replaced or truncated file, or for writes where inotify is missing. It
+reads in steps of a few milliseconds, yielding to the event loop, whatever the backlog.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from exporter.core.metrics import Families
 from exporter.inputs.file import checkpoint as checkpoints
 from exporter.inputs.file.file_metrics import CHECKPOINTS, REJECTED, SPOOL_BYTES, FileCounts
 from exporter.inputs.file.spool import Spool
+from exporter.inputs.file.watch import WriteWatch
 from exporter.inputs.http import bodies
 from exporter.inputs.http.json_event import EventFormatError, event_from_json
 from exporter.runtime.rate_limited_log import RateLimitedLog
@@ -60,6 +62,7 @@ class FileInput:
         self._log = structlog.get_logger("file_input").bind(path=config.path)
         self._warnings = RateLimitedLog(self._log)
         self._spool: Spool | None = None
+        self._watch: WriteWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
         self._committed_offset = -1
@@ -74,6 +77,7 @@ class FileInput:
                 fix="let the exporter create the file (it starts before Falco in the sidecar), "
                 "on tmpfs, ext4 or xfs; or bound it with the volume's sizeLimit",
             )
+        self._watch = WriteWatch(self._config.path)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._follow()), loop.create_task(self._commit_often())]
 
@@ -115,17 +119,20 @@ class FileInput:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._watch is not None:
+            self._watch.close()
         if self._spool is not None:
             await self.commit_point()(self._counter.totals())
             self._spool.close()
 
     async def _follow(self) -> None:
+        assert self._watch is not None
         while True:
             if self._read_step():
                 await asyncio.sleep(0)
                 continue
             self._notice_changes()
-            await asyncio.sleep(POLL_SECONDS)
+            await self._watch.wait(POLL_SECONDS)
 
     def _read_step(self) -> bool:
         """Count the lines of a few reads, about _STEP_SECONDS' worth; False when none came."""
@@ -176,6 +183,9 @@ class FileInput:
                 self._refuse(Refused.TORN, "the file was replaced before this line ended")
             spool.close()
             self._spool = Spool(self._config.path)
+            if self._watch is not None:
+                self._watch.close()
+            self._watch = WriteWatch(self._config.path)
             self._committed_offset = -1
             self._log.warning("the file was replaced: reading the new one from its start")
         elif spool.truncated():
