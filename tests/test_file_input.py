@@ -308,3 +308,23 @@ async def test_a_filesystem_refusing_holes_is_said_at_start_up(
     assert labels(kind="allocated") in await scrape(
         exporter.main_http.port, "falco_exporter_file_input_bytes"
     )
+
+
+async def test_falcos_metrics_snapshots_in_the_file_feed_the_delivery_accounting(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
+    """Falco writes its metrics snapshots to file_output too: read from the file, they say
+    how many alerts Falco raised, as over HTTP (docs/delivery.md)."""
+    spool = tmp_path / "events.json"
+    exporter = await make_exporter(file_input=str(spool))
+    paths = sorted((CAPTURES / "nodriver-json").glob("req-*.http"))
+    for path in paths:
+        append(spool, path.read_bytes().partition(b"\r\n\r\n")[2] + b"\n")
+
+    async def raised() -> bool:
+        samples = await scrape(
+            exporter.main_http.port, "falco_exporter_falco_last_snapshot_timestamp_seconds"
+        )
+        return labels(hostname="vm") in samples
+
+    await eventually(raised, message="Falco's snapshot read from the file")
