@@ -61,6 +61,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.attacks
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.file_input
 
 ## Remove what builds, tests and benchmarks leave, and the venv.
 clean:

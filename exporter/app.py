@@ -21,6 +21,7 @@ import structlog
 from exporter.core.cardinality import Fold, SeriesLimits
 from exporter.core.counter import EventCounter
 from exporter.core.delivery import DeliveryLedger
+from exporter.core.inputs import CommitsOnScrape as Commits
 from exporter.core.inputs import Input, InputStatus, Readiness
 from exporter.core.labels import build_label_set
 from exporter.exposition.falco_events import FalcoEventsText
@@ -105,8 +106,14 @@ class Exporter:
         return ports
 
     async def render_metrics(self) -> list[bytes]:
-        """`falco_events` first (rendered in steps), then the self-metrics, as parts."""
-        parts = await self._falco_events.render_in_steps()
+        """`falco_events` first (rendered in steps), then the self-metrics, as parts. An
+        input with a checkpoint commits the very counts served, before they are served."""
+        committing = [part.commit_point() for part in self.inputs if isinstance(part, Commits)]
+        totals = self.counter.totals() if committing else None  # no await since the points
+        for commit in committing:
+            assert totals is not None
+            await commit(totals)
+        parts = await self._falco_events.render_in_steps(totals)
         parts.append(self._self_metrics.render().encode("utf-8", "replace"))
         return parts
 

@@ -683,3 +683,55 @@ def test_the_central_input_admits_posts_from_falcos_namespace_only() -> None:
     assert posts["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "falco"}}}
     ]
+
+
+def test_the_file_sidecar_shares_one_volume_with_falco_and_is_the_http_sidecar_otherwise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """values-sidecar-file.yaml: Falco's file_output on a bounded emptyDir that both
+    containers mount at the same path, the exporter reading that very file; the container
+    is values-sidecar.yaml's in all but its input (so the two cannot drift apart)."""
+    values = falco_values("values-sidecar-file.yaml")
+    [sidecar] = values["extra"]["initContainers"]
+    [over_http] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+
+    def but_the_input(container: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in container.items() if k not in {"args", "volumeMounts"}}
+
+    assert but_the_input(sidecar) == but_the_input(over_http)
+    falco = values["falco"]
+    assert falco["json_output"] is True
+    assert falco["json_include_output_fields_property"] is True
+    assert falco["file_output"]["enabled"] is True
+    assert falco["file_output"]["keep_alive"] is True
+    assert falco["http_output"]["enabled"] is False  # each alert counted once
+    assert falco["metrics"] == falco_values("values-sidecar.yaml")["falco"]["metrics"]
+    [volume] = values["mounts"]["volumes"]
+    assert mebibytes(volume["emptyDir"]["sizeLimit"]) <= 256
+    [falco_mount] = values["mounts"]["volumeMounts"]
+    [exporter_mount] = sidecar["volumeMounts"]
+    assert falco_mount == exporter_mount
+    assert falco_mount["name"] == volume["name"]
+    assert falco["file_output"]["filename"].startswith(falco_mount["mountPath"] + "/")
+    assert main([*sidecar["args"], "--check-config"]) == 0
+    effective = yaml.safe_load(capsys.readouterr().out)
+    assert effective["file_input"] == falco["file_output"]["filename"]
+    assert effective["http_input_address"] == ""
+    assert effective["targets"] == []
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
+        "spec": {
+            "initContainers": [sidecar],
+            "containers": [
+                {
+                    "name": "falco",
+                    "image": "falcosecurity/falco:0.44.1",
+                    "volumeMounts": values["mounts"]["volumeMounts"],
+                }
+            ],
+            "volumes": values["mounts"]["volumes"],
+        },
+    }
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)

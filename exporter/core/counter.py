@@ -22,7 +22,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from exporter.core.cardinality import (
@@ -110,6 +110,15 @@ class EventCounter:
         with self._lock:
             self._shards.append(shard)
         return shard
+
+    def restore(self, totals: Mapping[LabelKey, int]) -> None:
+        """Start from counts carried over a restart (the file input's checkpoint: what the
+        last scrape served). Each series is placed by the policy, as its first event would
+        be, so the limits hold; call it before any input counts."""
+        for raw, count in totals.items():
+            placed = self._admit(raw)
+            with self._lock:
+                self._retired[placed] = self._retired.get(placed, 0) + count
 
     def retire(self, shard: Shard) -> None:
         """Fold a shard whose producer has stopped into the totals; its counts are kept."""

@@ -8,10 +8,11 @@ touches no other part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from exporter.core.labels import LabelKey
 from exporter.core.metrics import PREFIX, Families, FamilySpec, Kind
 
 
@@ -54,6 +55,15 @@ class Input(Protocol):
 
     def collect(self, families: Families) -> None:
         """Add its self-metrics to the scrape."""
+
+
+@runtime_checkable
+class CommitsOnScrape(Protocol):
+    """An input that keeps a checkpoint of what each scrape served (the file input)."""
+
+    def commit_point(self) -> Callable[[Mapping[LabelKey, int]], Awaitable[None]]:
+        """Where it stands now; the result, called with the counter's totals taken at once
+        after, writes them as its checkpoint before the scrape is answered."""
 
 
 # Families that every input reports, so that one family holds every input's samples.

@@ -14,7 +14,7 @@ that a scrape of 100k series never holds up Falco's posts for long (docs/perform
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from exporter.core.counter import EventCounter
 from exporter.core.labels import LabelKey
@@ -40,16 +40,17 @@ class FalcoEventsText:
         """The family in text format 0.0.4, one line per series, at once."""
         return b"".join(part for part in self._parts()).decode()
 
-    async def render_in_steps(self) -> list[bytes]:
-        """The same as UTF-8 parts of a few thousand series, yielding between them."""
+    async def render_in_steps(self, totals: Mapping[LabelKey, int] | None = None) -> list[bytes]:
+        """The same as UTF-8 parts of a few thousand series, yielding between them; of
+        `totals` if given (the very counts a checkpoint committed), else the counter's now."""
         parts = []
-        for part in self._parts():
+        for part in self._parts(totals):
             parts.append(part)
             await asyncio.sleep(0)
         return parts
 
-    def _parts(self) -> Iterator[bytes]:
-        totals = self._counter.totals()
+    def _parts(self, given: Mapping[LabelKey, int] | None = None) -> Iterator[bytes]:
+        totals = self._counter.totals() if given is None else given
         prefixes = self._prefixes
         names = self._names
         lines = [self._header]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from exporter.core.counter import EventCounter
 from exporter.core.event import EventSink
 from exporter.core.inputs import Input
+from exporter.inputs.file.input import FileInput
 from exporter.inputs.grpc.input import GrpcInput
 from exporter.inputs.http.input import HttpInput
 from exporter.settings.config import Config
@@ -33,6 +34,8 @@ def build_inputs(
     inputs: list[Input] = []
     if config.grpc is not None:
         inputs.append(GrpcInput(config.grpc, counter, wrap_sink, on_certificates_changed))
+    if config.file_input is not None:
+        inputs.append(FileInput(config.file_input, counter, wrap_sink(counter.shard().add)))
     if config.http_input is not None:
         sink = wrap_sink(counter.shard().add)
         inputs.append(HttpInput(config.http_input, sink, clock, forward))

@@ -102,6 +102,19 @@ class ForwardConfig:
 
 
 @dataclass(frozen=True)
+class FileInputConfig:
+    """The file input (Falco's file_output, shared with the sidecar): its file, and the
+    checkpoint written beside it (docs/file-input.md)."""
+
+    path: str
+
+    @property
+    def checkpoint(self) -> str:
+        """Where the committed offset and counts are kept."""
+        return self.path + ".checkpoint"
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     """One of the exporter's own ports: its address, and TLS if it serves it."""
 
@@ -136,6 +149,7 @@ class Config:
     grpc: GrpcConfig | None
     http_input: HttpInputConfig | None
     forward: ForwardConfig | None
+    file_input: FileInputConfig | None
     metrics: ListenerConfig
     probes: ListenerConfig
     series: SeriesConfig
@@ -167,6 +181,8 @@ class Config:
         if self.http_input is not None:
             tls = " (TLS)" if self.http_input.tls else ""
             inputs.append(f"HTTP input {self.http_input.address}{tls}")
+        if self.file_input is not None:
+            inputs.append(f"file input {self.file_input.path}")
         return {
             "inputs": ", ".join(inputs),
             "metrics": self.metrics.address + (" (TLS)" if self.metrics.tls else ""),
@@ -182,8 +198,8 @@ def _grpc(settings: Settings) -> GrpcConfig | None:
     targets = settings.targets
     named = settings.client_hostname or targets or settings.discover_dns
     if not named:
-        if settings.http_input_address:
-            return None  # the HTTP input alone: nothing to dial
+        if settings.http_input_address or settings.file_input:
+            return None  # the HTTP or file input alone: nothing to dial
         targets = (settings.client_socket,)  # the Go exporter's default
     return GrpcConfig(
         hostnames=settings.client_hostname,
@@ -230,6 +246,7 @@ def build_config(settings: Settings) -> Config:
             if settings.forward_url
             else None
         ),
+        file_input=FileInputConfig(settings.file_input) if settings.file_input else None,
         metrics=ListenerConfig(
             settings.listen_address,
             _tls(settings.server_cert, settings.server_key, settings.server_ca),

@@ -150,6 +150,10 @@ class Settings:
         "SIZE",
         values.format_size,
     )
+    file_input: str = path_setting(
+        "read Falco's file_output (JSON lines) from this file, durably: after any restart "
+        "counting resumes where the last scrape left it, and what was read is freed from disk"
+    )
     drop_labels: tuple[str, ...] = setting(
         (),
         values.text_list,
