@@ -27,7 +27,9 @@ from exporter.exposition.falco_events import FalcoEventsText
 from exporter.exposition.self_metrics import SelfMetrics
 from exporter.http.limits import METRICS, PROBES
 from exporter.http.server import HttpServer
+from exporter.http.web_guard import WebGuard
 from exporter.inputs.assemble import build_inputs
+from exporter.inputs.http.input import TARGET_NAME, HttpInput
 from exporter.runtime.certificates import HeldCertificates
 from exporter.runtime.open_files import RESERVED, open_files_limit
 from exporter.runtime.rate_limited_log import RateLimitedLog
@@ -63,7 +65,11 @@ class Exporter:
         self.counter = _counter(config, clock)
         self.delivery = _delivery(config, clock)
         self.live = LiveView(self.counter, config.recent_alerts)
-        self.certificates = HeldCertificates(config.certificate_files())
+        self.guards = _web_guards(config)
+        held = {
+            k: v for guard in self.guards.values() for k, v in guard.certificate_files().items()
+        }
+        self.certificates = HeldCertificates({**config.certificate_files(), **held})
         self.inputs: list[Input] = build_inputs(
             config,
             self.counter,
@@ -85,6 +91,11 @@ class Exporter:
         self.probes_http = HttpServer(
             probes_site(self.readiness), config.probes.address, limits=PROBES, name="probes"
         )
+        # The probes port is never behind one: the kubelet sends no credentials.
+        for part in [self.main_http, *(p.server for p in self.inputs if isinstance(p, HttpInput))]:
+            if part.name in self.guards:
+                part.protect(self.guards[part.name])
+                self.guards[part.name].on_reload = self.certificates.reload
         parts = [part.collect for part in self.inputs]
         parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
         parts.append(self.delivery.collect)
@@ -134,9 +145,10 @@ class Exporter:
 
     def _tls_listeners(self) -> dict[str, bool]:
         """Which listener speaks TLS, each named as in the ports (the probes never do)."""
-        listeners = {"metrics": self.config.metrics.tls is not None, "probes": False}
-        if self.config.http_input is not None:
-            listeners["http_input"] = self.config.http_input.tls is not None
+        listeners = {"metrics": self.main_http.tls, "probes": False}
+        for part in self.inputs:
+            if isinstance(part, HttpInput):
+                listeners["http_input"] = part.server.tls
         return listeners
 
     async def __aenter__(self) -> Exporter:
@@ -194,7 +206,7 @@ class Exporter:
 
     def _warn_if_recent_alerts_exposed(self) -> None:
         """Output lines can carry secrets: say so when anyone on the network can read them."""
-        if not self.live.keeps_recent_alerts or self.config.metrics.tls is not None:
+        if not self.live.keeps_recent_alerts or self.main_http.tls:
             return
         host, _ = parse_listen_address(self.config.metrics.address)
         if host in _LOOPBACK:
@@ -227,6 +239,15 @@ def _fit_open_files(config: Config, log: Any) -> Config:  # noqa: ANN401 - a str
     return dataclasses.replace(
         config, http_input=dataclasses.replace(http_input, max_connections=fitted)
     )
+
+
+def _web_guards(config: Config) -> dict[str, WebGuard]:
+    """A WebGuard per listener with a web configuration file (WebConfigError if unusable)."""
+    files = {"metrics": config.metrics.web_config}
+    if config.http_input is not None:
+        files[TARGET_NAME] = config.http_input.web_config
+    interval = config.web_config_check_interval
+    return {name: WebGuard(path, name, interval) for name, path in files.items() if path}
 
 
 def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
