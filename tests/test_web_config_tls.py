@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from exporter.app import Exporter
-from exporter.simulator.certs import CertificateAuthority, CertPaths
+from exporter.simulator.certs import CertificateAuthority, CertPaths, write_cert_set
 from tests.support import MakeExporter, eventually
-from tests.support.web_config import curl_any, replace_file, write_pair
+from tests.support.web_config import bcrypt_hash, curl_any, replace_file, write_pair
 
 
 def tls_section(certs: CertPaths, extra: str = "") -> str:
@@ -122,3 +122,54 @@ async def test_a_rotated_certificate_is_served_without_a_restart(
     await eventually(renewed_served, message="the renewed certificate served")
     held = {role: expires for role, _, expires in exporter.certificates.expiring(10**9)}
     assert held["server"] == until.timestamp()
+
+
+async def test_verify_client_cert_if_given_lets_anonymous_clients_in_and_checks_the_rest(
+    make_exporter: MakeExporter, tmp_path: Path, certs: CertPaths
+) -> None:
+    """VerifyClientCertIfGiven: no certificate is fine; one from another CA is refused."""
+    other = write_cert_set(tmp_path / "other", CertificateAuthority("another CA"))
+    text = tls_section(
+        certs, f"  client_ca_file: {certs.ca}\n  client_auth_type: VerifyClientCertIfGiven\n"
+    )
+    exporter = await start(make_exporter, tmp_path, text)
+    assert await curl_metrics(exporter, certs) == 0
+    own = ["--cert", str(certs.client_cert), "--key", str(certs.client_key)]
+    assert await curl_metrics(exporter, certs, *own) == 0
+    stranger = ["--cert", str(other.client_cert), "--key", str(other.client_key)]
+    assert await curl_metrics(exporter, certs, *stranger) != 0
+
+
+async def test_the_go_tls_flags_work_with_a_file_of_users_and_a_rate_limit(
+    make_exporter: MakeExporter, tmp_path: Path, certs: CertPaths
+) -> None:
+    """--server-cert and --server-key with a file that has no tls_server_config: TLS from the
+    flags, users and rate_limit from the file; past the burst, 429, counted."""
+    text = (
+        f"basic_auth_users:\n  alice: '{bcrypt_hash('wonderland')}'\n"
+        "rate_limit:\n  interval: 1h\n  burst: 3\n"
+    )
+    exporter = await start(
+        make_exporter,
+        tmp_path,
+        text,
+        server_cert=str(certs.server_cert),
+        server_key=str(certs.server_key),
+    )
+    url = f"https://localhost:{exporter.main_http.port}/metrics"
+
+    async def status(*args: str) -> str:
+        result = await asyncio.to_thread(
+            curl_any, "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(certs.ca), *args, url
+        )
+        return result.stdout
+
+    assert await status() == "401"
+    assert await status("-u", "alice:wonderland") == "200"
+    assert await status("-u", "alice:wonderland") == "200"
+    assert await status("-u", "alice:wonderland") == "429"
+    assert exporter.guards["metrics"].refused == {
+        "unauthorized": 1,
+        "throttled": 0,
+        "rate_limited": 1,
+    }

@@ -128,6 +128,9 @@ class HttpServer:
         self.site, self._guard = guard.wrap(self.site), guard
         if guard.tls:
             self.stats.tls_failures.update(dict.fromkeys(HandshakeFailure, 0))
+            self._tls_fixes[HandshakeFailure.CLIENT_NOT_ALLOWED] = (
+                "issue the client a certificate with a name in client_allowed_sans, or add its name"
+            )
 
     async def start(self) -> None:
         """Bind and serve; port 0 binds a free port, read back into self.port."""
