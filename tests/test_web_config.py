@@ -7,6 +7,7 @@ headers, a reload while running, and the files and flags refused at start-up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.cli import main
+from exporter.http.basic_auth import CACHE_SIZE, Users, Verdict, Verifier
 from exporter.simulator.certs import CertificateAuthority, CertPaths
 from tests.support import (
     EVENT_BODY,
@@ -213,12 +215,14 @@ async def test_a_verified_password_is_remembered_so_a_scrape_costs_no_bcrypt(
     assert verified == 1
     for _ in range(3):
         await get(f"http://127.0.0.1:{exporter.main_http.port}/metrics", "-u", "alice:nope")
+    await get(f"http://127.0.0.1:{exporter.main_http.port}/metrics", "-u", "mallory:wonderland")
     families = await own_metrics(exporter, "-u", "alice:wonderland")
-    assert sample(families, "falco_exporter_basic_auth_verifications", listener="metrics") == 4
+    # An unknown user costs the check a known one does (a decoy hash): no enumeration.
+    assert sample(families, "falco_exporter_basic_auth_verifications", listener="metrics") == 5
     refused = sample(
         families, "falco_exporter_web_requests_refused", listener="metrics", reason="unauthorized"
     )
-    assert refused == 3
+    assert refused == 4
 
 
 async def test_a_user_added_to_the_file_can_log_in_without_a_restart(
@@ -364,3 +368,27 @@ async def test_falco_posts_need_no_credentials_unless_the_http_input_has_its_own
         )
         assert status_of(result) == expected, (url, result.stdout)
     await counted(guarded, 1, message="only the post with the password counted")
+
+
+async def test_the_memory_of_verified_passwords_is_bounded() -> None:
+    """Past CACHE_SIZE right passwords, the least recently used is forgotten (checked again),
+    the latest is still remembered (allowed at once)."""
+    count = CACHE_SIZE + 1
+    hashes = tuple((f"user{n}", bcrypt_hash(f"pw{n}")) for n in range(count))
+    known = Users(hashes)
+    verifier = Verifier(clock=iter(range(0, 10**6, 10)).__next__)  # never waits its turn
+
+    def header(n: int) -> bytes:
+        return b"Basic " + base64.b64encode(f"user{n}:pw{n}".encode())
+
+    try:
+        for n in range(count):
+            verdict = verifier.check(known, header(n), "127.0.0.1:1")
+            assert not isinstance(verdict, Verdict)
+            assert await verdict is Verdict.ALLOWED
+        assert verifier.check(known, header(count - 1), "127.0.0.1:1") is Verdict.ALLOWED
+        forgotten = verifier.check(known, header(0), "127.0.0.1:1")
+        assert not isinstance(forgotten, Verdict)  # a check again, not a lookup
+        assert await forgotten is Verdict.ALLOWED
+    finally:
+        verifier.close()
