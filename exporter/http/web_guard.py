@@ -102,8 +102,10 @@ class _Version:
 
 def _read(path: str, clock: Callable[[], float]) -> _Version:
     """Read the file and everything it names; WebConfigError names what is wrong."""
+    # Each file's digest taken before it is read: a change after it is seen at the next look.
+    seen = fingerprint([Path(path)])
     config = load_web_config(path)
-    seen = fingerprint([Path(name) for name in config.files])
+    seen += fingerprint([Path(name) for name in config.files[1:]])
     tls = None
     if config.tls is not None:
         context = web_server_context(config.tls, config.path)
@@ -163,11 +165,8 @@ class WebGuard:
         tls = self.version.config.tls
         if tls is None:
             return {}
-        roles = {"server": tls.cert_file, "server_ca": tls.client_ca_file}
-        if self.listener != "metrics":
-            roles = {
-                f"{self.listener}{role.removeprefix('server')}": p for role, p in roles.items()
-            }
+        prefix = "server" if self.listener == "metrics" else self.listener  # as the flags' roles
+        roles = {prefix: tls.cert_file, f"{prefix}_ca": tls.client_ca_file}
         return {role: path for role, path in roles.items() if path}
 
     async def watch(self) -> None:
