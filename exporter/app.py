@@ -10,29 +10,23 @@ stop():  background tasks -> every input, together -> probes -> metrics (the las
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
 
-from exporter.core.cardinality import Fold, SeriesLimits
-from exporter.core.counter import EventCounter
-from exporter.core.delivery import DeliveryLedger
 from exporter.core.inputs import CommitsOnScrape as Commits
 from exporter.core.inputs import Input, InputStatus, Readiness
-from exporter.core.labels import build_label_set
 from exporter.exposition.falco_events import FalcoEventsText
 from exporter.exposition.self_metrics import SelfMetrics
 from exporter.http.limits import METRICS, PROBES
 from exporter.http.server import HttpServer
 from exporter.inputs.assemble import build_inputs
+from exporter.inputs.http.input import HttpInput
 from exporter.outputs.forward import Forwarder
+from exporter.parts import counter_for, delivery_for, fit_open_files, web_guards
 from exporter.runtime.certificates import HeldCertificates
-from exporter.runtime.open_files import RESERVED, open_files_limit
-from exporter.runtime.rate_limited_log import RateLimitedLog
 from exporter.runtime.tasks import BackgroundTasks
 from exporter.serve import live_page
 from exporter.serve.endpoints import SCRAPER_TLS_FIXES, main_site, probes_site
@@ -60,13 +54,17 @@ class Exporter:
         A certificate file that cannot be used raises CertificateFilesError.
         """
         self._log = structlog.get_logger("app")
-        config = _fit_open_files(config, self._log)
+        config = fit_open_files(config, self._log)
         self.config = config
-        self.counter = _counter(config, clock)
-        self.delivery = _delivery(config, clock)
+        self.counter = counter_for(config, clock)
+        self.delivery = delivery_for(config, clock)
         self.live = LiveView(self.counter, config.recent_alerts)
-        self.certificates = HeldCertificates(config.certificate_files())
         self.forwarder = Forwarder(config.forward) if config.forward else None
+        self.guards = web_guards(config)
+        held = {
+            k: v for guard in self.guards.values() for k, v in guard.certificate_files().items()
+        }
+        self.certificates = HeldCertificates({**config.certificate_files(), **held})
         self.inputs: list[Input] = build_inputs(
             config,
             self.counter,
@@ -89,6 +87,11 @@ class Exporter:
         self.probes_http = HttpServer(
             probes_site(self.readiness), config.probes.address, limits=PROBES, name="probes"
         )
+        # The probes port is never behind one: the kubelet sends no credentials.
+        for part in [self.main_http, *(p.server for p in self.inputs if isinstance(p, HttpInput))]:
+            if part.name in self.guards:
+                part.protect(self.guards[part.name])
+                self.guards[part.name].on_reload = self.certificates.reload
         parts = [part.collect for part in self.inputs]
         parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
         parts.append(self.delivery.collect)
@@ -148,9 +151,10 @@ class Exporter:
 
     def _tls_listeners(self) -> dict[str, bool]:
         """Which listener speaks TLS, each named as in the ports (the probes never do)."""
-        listeners = {"metrics": self.config.metrics.tls is not None, "probes": False}
-        if self.config.http_input is not None:
-            listeners["http_input"] = self.config.http_input.tls is not None
+        listeners = {"metrics": self.main_http.tls, "probes": False}
+        for part in self.inputs:
+            if isinstance(part, HttpInput):
+                listeners["http_input"] = part.server.tls
         return listeners
 
     async def __aenter__(self) -> Exporter:
@@ -209,7 +213,7 @@ class Exporter:
 
     def _warn_if_recent_alerts_exposed(self) -> None:
         """Output lines can carry secrets: say so when anyone on the network can read them."""
-        if not self.live.keeps_recent_alerts or self.config.metrics.tls is not None:
+        if not self.live.keeps_recent_alerts or self.main_http.tls:
             return
         host, _ = parse_listen_address(self.config.metrics.address)
         if host in _LOOPBACK:
@@ -220,79 +224,3 @@ class Exporter:
             listen_address=self.config.metrics.address,
             recent_alerts=self.config.recent_alerts,
         )
-
-
-def _fit_open_files(config: Config, log: Any) -> Config:  # noqa: ANN401 - a structlog logger
-    """The configuration, with the HTTP input's connection limit lowered if the process may
-    not open that many files (after raising its soft limit as far as allowed)."""
-    http_input = config.http_input
-    listeners = METRICS.max_connections + PROBES.max_connections + RESERVED
-    wanted = listeners + (http_input.max_connections if http_input else 0)
-    limit = open_files_limit(wanted)
-    if http_input is None or limit >= wanted:
-        return config
-    fitted = max(limit - listeners, 1)
-    log.error(
-        "too few file descriptors for --http-input-max-connections; lowered to fit",
-        open_files_limit=limit,
-        http_input_max_connections=fitted,
-        wanted=http_input.max_connections,
-        fix="raise the open files limit (ulimit -n), or lower --http-input-max-connections",
-    )
-    return dataclasses.replace(
-        config, http_input=dataclasses.replace(http_input, max_connections=fitted)
-    )
-
-
-def _counter(config: Config, clock: Callable[[], float]) -> EventCounter:
-    """The counter of falco_events, with its label set, limits and a rate-limited fold log."""
-    series = config.series
-    folds = RateLimitedLog(structlog.get_logger("counter"), clock=clock)
-
-    def folded(why: Fold, limits: SeriesLimits) -> None:
-        folds.log(
-            ("series limit", why),
-            logging.WARNING,
-            "series limit reached; new series are counted in folded series",
-            reason=why,
-            max_series=limits.max_series,
-            per_rule=limits.per_rule,
-            per_host=limits.per_host,
-            per_pod=limits.per_pod,
-        )
-
-    return EventCounter(
-        build_label_set(
-            series.drop_labels,
-            dict(series.extra_labels),
-            series.priority_name_label,
-            series.workload_label,
-        ),
-        limits=series.limits,
-        clock=clock,
-        on_fold=folded,
-    )
-
-
-def _delivery(config: Config, clock: Callable[[], float]) -> DeliveryLedger:
-    """The delivery ledger, telling the log (once a minute per kind) what it saw."""
-    reports = RateLimitedLog(structlog.get_logger("delivery"), clock=clock)
-    lines = {
-        "alerts lost": "alerts Falco raised never reached this exporter",
-        "unreadable snapshot": "a metrics snapshot without the counts delivery needs",
-        "untracked": "too many Falcos to account for; raise --delivery-max-falcos",
-    }
-
-    def report(what: str, hostname: str, detail: str) -> None:
-        level = logging.ERROR if what == "alerts lost" else logging.WARNING
-        # One line a minute per kind, naming the latest Falco: forged hostnames by the
-        # thousand cannot flood the log (the metrics have every Falco).
-        reports.log(what, level, lines[what], hostname=hostname, detail=detail)
-
-    return DeliveryLedger(
-        accounting=config.delivery.accounting,
-        max_falcos=config.delivery.max_falcos,
-        max_label_length=config.series.limits.max_label_length or 256,
-        clock=clock,
-        report=report,
-    )

@@ -18,6 +18,7 @@ from exporter.runtime.tasks import cancel_and_wait
 from exporter.settings.advice import advice
 from exporter.settings.config import Config
 from exporter.settings.tls import CertificateFilesError, utc_time
+from exporter.settings.web_config import WebConfigError
 
 # What runs beside the exporter until the stop (the demo's feeder, for one).
 Companion = Callable[[Exporter], Coroutine[Any, Any, object]]
@@ -53,6 +54,9 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
                 await cancel_and_wait([beside])
     except CertificateFilesError as error:
         log.error("cannot load a certificate", error=str(error))  # noqa: TRY400 - no traceback
+        return 2
+    except WebConfigError as error:
+        log.error("cannot use a web configuration", error=str(error))  # noqa: TRY400
         return 2
     except ListenError as error:
         flag = LISTEN_FLAGS.get(error.listener, error.listener)

@@ -53,6 +53,7 @@ class Request:
     peer: str
     accept_encoding: bytes = b""
     keep_alive: bool = True  # what the client asked for (HTTP/1.1's default, or Connection)
+    authorization: bytes = b""  # the Authorization header, for a web configuration's users
 
 
 @dataclass(frozen=True)

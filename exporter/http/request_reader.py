@@ -52,6 +52,7 @@ class RequestReader:
         self._content_type = b""
         self._content_encoding = b""
         self._accept_encoding = b""
+        self._authorization = b""
         self._expect_continue = False
         self._declared_length = 0
         self._body: list[bytes] = []
@@ -149,6 +150,8 @@ class RequestReader:
             self._content_encoding = value
         elif lowered == b"accept-encoding":
             self._accept_encoding = value
+        elif lowered == b"authorization":
+            self._authorization = value
         elif lowered == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
         elif lowered == b"content-length" and value.isdigit():
@@ -189,6 +192,7 @@ class RequestReader:
             peer=self._peer,
             accept_encoding=self._accept_encoding,
             keep_alive=self._parser.should_keep_alive(),
+            authorization=self._authorization,
         )
         self._reset()
         self.in_request = False

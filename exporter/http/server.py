@@ -37,7 +37,8 @@ from exporter.http.connection_table import ConnectionTable
 from exporter.http.limits import ListenerLimits, ListenError
 from exporter.http.listener_metrics import ListenerStats
 from exporter.http.messages import Answer, Refusal, Site, encode_answer
-from exporter.http.tls_session import HandshakeFailed, HandshakeFailure, TlsSession
+from exporter.http.tls_session import COUNTED, HandshakeFailed, HandshakeFailure, TlsSession
+from exporter.http.web_guard import WebGuard
 from exporter.runtime.rate_limited_log import RateLimitedLog
 from exporter.runtime.tasks import BackgroundTasks, cancel_and_wait
 from exporter.settings.addresses import parse_listen_address
@@ -91,6 +92,7 @@ class HttpServer:
         }
         self._address = address
         self._ssl_context = ssl_context
+        self._guard: WebGuard | None = None
         self._tls_fixes = dict(tls_fixes or {})
         self._server: asyncio.Server | None = None
         self._tasks = BackgroundTasks()
@@ -108,7 +110,7 @@ class HttpServer:
         self.stats.closed.update(dict.fromkeys(_CLOSE_REASONS, 0))
         self.stats.refused.update(dict.fromkeys(Refusal, 0))
         if ssl_context is not None:
-            self.stats.tls_failures.update(dict.fromkeys(HandshakeFailure, 0))
+            self.stats.tls_failures.update(dict.fromkeys(COUNTED, 0))
 
     @property
     def listening(self) -> bool:
@@ -118,7 +120,17 @@ class HttpServer:
     @property
     def tls(self) -> bool:
         """Whether the listener speaks TLS."""
-        return self._ssl_context is not None
+        return self._ssl_context is not None or (self._guard is not None and self._guard.tls)
+
+    def protect(self, guard: WebGuard) -> None:
+        """Serve behind a web configuration (web_guard.py), before start: its TLS (instead of
+        `ssl_context`), users, headers and rate limit."""
+        self.site, self._guard = guard.wrap(self.site), guard
+        if guard.tls:
+            self.stats.tls_failures.update(dict.fromkeys(HandshakeFailure, 0))
+            self._tls_fixes[HandshakeFailure.CLIENT_NOT_ALLOWED] = (
+                "issue the client a certificate with a name in client_allowed_sans, or add its name"
+            )
 
     async def start(self) -> None:
         """Bind and serve; port 0 binds a free port, read back into self.port."""
@@ -132,8 +144,12 @@ class HttpServer:
             raise ListenError(self.name, self._address, error) from error
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._tasks.spawn(self._sweep_timeouts(), f"{self.name} timeouts")
+        if self._guard is not None:
+            self._tasks.spawn(self._guard.watch(), f"{self.name} web configuration")
 
     def _connection(self) -> Connection:
+        if self._guard is not None and self._guard.tls:
+            return Connection(self, self._guard.tls_session())
         context = self._ssl_context
         return Connection(self, TlsSession(context) if context is not None else None)
 
@@ -209,6 +225,8 @@ class HttpServer:
     def collect(self, families: Families) -> None:
         """This listener's families."""
         self.stats.collect(families)
+        if self._guard is not None:
+            self._guard.collect(families)
 
     async def _sweep_timeouts(self) -> None:
         """Check every connection's timeouts a few times per shortest timeout."""
@@ -275,3 +293,5 @@ class HttpServer:
                 connection.close()
             await cancel_and_wait(list(self._later))
             self._server = None
+            if self._guard is not None:
+                self._guard.close()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 _READ_SIZE = 64 * 1024
 # The first bytes of a plain HTTP request (a method), where a TLS record starts with 0x16.
@@ -31,6 +33,17 @@ class HandshakeFailure(StrEnum):
     SERVER_CERTIFICATE_REFUSED = "server_certificate_refused"  # the client distrusts ours
     PROTOCOL = "protocol"  # no common version or cipher, or not TLS at all
     TIMEOUT = "timeout"  # the handshake did not finish within the read timeout
+    # A verified certificate with none of a web configuration's client_allowed_sans; counted
+    # only on a listener that has a web configuration with TLS.
+    CLIENT_NOT_ALLOWED = "client_not_allowed"
+
+
+# What every TLS listener counts from start-up.
+COUNTED = tuple(
+    reason for reason in HandshakeFailure if reason is not HandshakeFailure.CLIENT_NOT_ALLOWED
+)
+# Why a client's verified certificate (ssl's getpeercert()) is refused, or None.
+PeerCheck = Callable[[dict[str, Any]], str | None]
 
 
 class HandshakeFailed(Exception):  # noqa: N818 - a failure the peer caused, not a bug
@@ -66,7 +79,8 @@ def classify(error: ssl.SSLError) -> HandshakeFailure:
 class TlsSession:
     """The server side of one TLS connection, over memory buffers."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, check_peer: PeerCheck | None = None) -> None:
+        self._check_peer = check_peer
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
@@ -83,6 +97,10 @@ class TlsSession:
                 return b""
             except ssl.SSLError as error:
                 raise HandshakeFailed(classify(error), error.reason or str(error)) from None
+            if self._check_peer is not None:
+                problem = self._check_peer(self._tls.getpeercert() or {})
+                if problem:
+                    raise HandshakeFailed(HandshakeFailure.CLIENT_NOT_ALLOWED, problem)
             self.established = True
         chunks = []
         while True:

@@ -69,6 +69,7 @@ class HttpInputConfig:
     max_connections_per_peer: int
     read_timeout: float
     idle_timeout: float
+    web_config: str = ""  # --http-input-web-config-file
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class ListenerConfig:
 
     address: str
     tls: TlsFiles | None = None
+    web_config: str = ""  # --web.config.file (the main port only)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Config:
     event_loop: EventLoopChoice
     log_level: LogLevel
     log_format: LogFormat
+    web_config_check_interval: float = 5.0
 
     def certificate_files(self) -> dict[str, str]:
         """Every certificate file the exporter holds, by role (keys are not certificates)."""
@@ -185,7 +188,9 @@ class Config:
             inputs.append(f"file input {self.file_input.path}")
         return {
             "inputs": ", ".join(inputs),
-            "metrics": self.metrics.address + (" (TLS)" if self.metrics.tls else ""),
+            "metrics": self.metrics.address
+            + (" (TLS)" if self.metrics.tls else "")
+            + (f" (web config {self.metrics.web_config})" if self.metrics.web_config else ""),
             "probes": self.probes.address,
         }
 
@@ -236,6 +241,7 @@ def build_config(settings: Settings) -> Config:
             max_connections_per_peer=settings.http_input_max_connections_per_peer,
             read_timeout=settings.http_input_read_timeout,
             idle_timeout=settings.http_input_idle_timeout,
+            web_config=settings.http_input_web_config_file,
         )
     return Config(
         settings=settings,
@@ -250,6 +256,7 @@ def build_config(settings: Settings) -> Config:
         metrics=ListenerConfig(
             settings.listen_address,
             _tls(settings.server_cert, settings.server_key, settings.server_ca),
+            settings.web_config_file,
         ),
         probes=ListenerConfig(settings.probes_listen_address),
         series=SeriesConfig(
@@ -271,4 +278,5 @@ def build_config(settings: Settings) -> Config:
         event_loop=settings.event_loop,
         log_level=settings.log_level,
         log_format=settings.log_format,
+        web_config_check_interval=settings.web_config_check_interval,
     )

@@ -63,9 +63,13 @@ def shown_default(setting: dataclasses.Field[Any]) -> str:
     return str(value)
 
 
+# Flags spelt as another program spells them: the exporter-toolkit's, as node_exporter has it.
+_FLAGS = {"web_config_file": "--web.config.file"}
+
+
 def flag_name(key: str) -> str:
     """The command-line flag of a setting."""
-    return "--" + key.replace("_", "-")
+    return _FLAGS.get(key) or "--" + key.replace("_", "-")
 
 
 def env_name(key: str) -> str:

@@ -17,6 +17,7 @@ import yaml
 from exporter.settings.checks import ConfigError, check_settings
 from exporter.settings.config import Config, build_config
 from exporter.settings.schema import KEYS, SETTINGS, Settings, env_name, flag_name
+from exporter.settings.web_checks import check_web_configs
 
 __all__ = ["ConfigError", "load_config"]
 
@@ -50,6 +51,7 @@ def load_config(
     settings = Settings(**values)
     config = build_config(settings)
     check_settings(config, origins)
+    check_web_configs(config, origins)
     return config
 
 

@@ -99,6 +99,16 @@ class Settings:
     )
     server_cert: str = path_setting("certificate to serve /metrics over TLS")
     server_key: str = path_setting("private key to serve /metrics over TLS")
+    web_config_file: str = path_setting(
+        "the Prometheus exporter-toolkit's web configuration for the main port: TLS, "
+        "basic_auth_users, headers (docs/web-config.md)"
+    )
+    http_input_web_config_file: str = path_setting(
+        "a web configuration for the HTTP input (off when empty: Falco posts without credentials)"
+    )
+    web_config_check_interval: float = duration_setting(
+        5.0, "how often the web configuration files are checked for changes (and re-read)"
+    )
     http_input_address: str = setting(
         "",
         values.optional_listen_address,

@@ -74,17 +74,24 @@ class Prometheus(_Server):
 
     name = "prometheus"
 
-    def __init__(self, workdir: Path, target_port: int, extra_config: str = "") -> None:
-        """`extra_config` is appended to prometheus.yml (rule files, Alertmanagers)."""
+    def __init__(
+        self, workdir: Path, target_port: int, extra_config: str = "", scrape_options: str = ""
+    ) -> None:
+        """`extra_config` is appended to prometheus.yml (rule files, Alertmanagers);
+        `scrape_options` are more keys of the scrape job, each line indented by four spaces
+        (`scheme: https`, `basic_auth:`, `tls_config:`)."""
         super().__init__(workdir)
         self.target_port = target_port
         self.extra_config = extra_config
+        self.scrape_options = scrape_options
 
     async def start(self) -> None:
         """Scrape every second, evaluate rules every second; wait until ready."""
         await self._launch(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: falco-exporter\n    static_configs:\n"
+            "scrape_configs:\n  - job_name: falco-exporter\n"
+            + self.scrape_options
+            + "    static_configs:\n"
             f"      - targets: ['127.0.0.1:{self.target_port}']\n" + self.extra_config,
             "prometheus",
             f"--storage.tsdb.path={self.workdir / 'data'}",
