@@ -149,6 +149,27 @@ def test_the_chart_makes_a_podmonitoring_of_what_each_mode_serves(mode: str, kin
     assert "node" in monitor["spec"]["targetLabels"]["metadata"]
 
 
+@pytest.mark.parametrize(("kind", "rules_kind"), list(zip(gmp.KINDS, gmp.RULES_KINDS, strict=True)))
+def test_the_rules_go_in_the_managed_collections_own_kind(kind: str, rules_kind: str) -> None:
+    """prometheusRules.enabled beside the managed collection: its Rules (ClusterRules beside
+    a ClusterPodMonitoring), of the documented shape, holding exactly the groups of
+    deploy/prometheus/falco-exporter-rules.yaml, each with the interval the kind requires,
+    and reading the namespace the PodMonitoring scrapes; no PrometheusRule."""
+    values = [*MODES["sidecar"], *GKE, "--set", f"gkeManagedPrometheus.kind={kind}",
+              "--set", "prometheusRules.enabled=true"]  # fmt: skip
+    lint = helm("lint", "--strict", str(CHART), *values)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    documents = template("falco", *values)
+    objects = {document["kind"]: document for document in validate(documents)}
+    assert set(objects) == {kind, rules_kind}
+    rules, monitor = objects[rules_kind], objects[kind]
+    shipped = yaml.safe_load((REPO / "deploy/prometheus/falco-exporter-rules.yaml").read_text())
+    groups = rules["spec"]["groups"]
+    assert [group.pop("interval") for group in groups] == ["30s"] * len(groups)
+    assert groups == shipped["groups"]
+    assert rules["metadata"].get("namespace") == monitor["metadata"].get("namespace")
+
+
 def test_the_chart_refuses_mtls_scrapes_the_managed_collection_cannot_make() -> None:
     """service.mTLS needs a client certificate, which the managed collection cannot present:
     refused before anything is made, naming both values and the way out."""

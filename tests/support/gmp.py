@@ -1,11 +1,13 @@
-"""The documented shape of GKE's managed collection objects (PodMonitoring and
-ClusterPodMonitoring, monitoring.googleapis.com/v1), to check what ships against.
+"""The documented shape of GKE's managed collection objects (PodMonitoring,
+ClusterPodMonitoring, Rules and ClusterRules, monitoring.googleapis.com/v1), to check what
+ships against.
 
 No registry package ships their CRD schema (@kubernetes-models/gke has the Config
 Connector and gke.io kinds, not monitoring.googleapis.com), so this is a JSON Schema written
 here from the fields the managed collection's API reference documents (prometheus-engine's
 doc/api.md: PodMonitoringSpec, ClusterPodMonitoringSpec, ScrapeEndpoint, TLS,
-RelabelingRule, TargetLabels, LabelMapping, ScrapeLimits): every documented field with its
+RelabelingRule, TargetLabels, LabelMapping, ScrapeLimits; for the rules, RulesSpec,
+RuleGroup and Rule): every documented field with its
 type, the required ones, and nothing else, so a misspelt or invented field fails.
 """
 
@@ -18,6 +20,7 @@ import jsonschema  # type: ignore[import-untyped]
 
 API_VERSION = "monitoring.googleapis.com/v1"
 KINDS = ("PodMonitoring", "ClusterPodMonitoring")
+RULES_KINDS = ("Rules", "ClusterRules")
 # A Prometheus duration, as the reference asks of interval and timeout.
 DURATION = "^" + "".join(f"([0-9]+{unit})?" for unit in ("y", "w", "d", "h", "m", "s", "ms")) + "$"
 # Labels the collection sets itself and no relabeling may write.
@@ -133,6 +136,39 @@ def schema(kind: str) -> dict[str, Any]:
     )  # fmt: skip
 
 
+_RULE = {
+    "type": "object",
+    "properties": {
+        "record": _STRING,
+        "alert": _STRING,
+        "expr": {"type": "string", "minLength": 1},
+        "for": {"type": "string", "pattern": DURATION},
+        "labels": {"type": "object", "additionalProperties": _STRING},
+        "annotations": {"type": "object", "additionalProperties": _STRING},
+    },
+    "required": ["expr"],
+    "additionalProperties": False,
+    "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+}
+_RULE_GROUP = _closed(
+    {
+        "name": {"type": "string", "minLength": 1},
+        "interval": {"type": "string", "pattern": DURATION},
+        "rules": {"type": "array", "items": _RULE},
+    },
+    ("name", "interval", "rules"),
+)
+
+
+def rules_schema(kind: str) -> dict[str, Any]:
+    """Rules and ClusterRules (RulesSpec, RuleGroup, Rule): the same spec, one namespaced."""
+    return _closed(
+        {"apiVersion": {"const": API_VERSION}, "kind": {"const": kind}, "metadata": _METADATA,
+         "spec": _closed({"groups": {"type": "array", "items": _RULE_GROUP}}, ("groups",))},
+        ("apiVersion", "kind", "metadata", "spec"),
+    )  # fmt: skip
+
+
 def seconds(duration: str) -> float:
     """A Prometheus duration ("1m30s", "10s", "500ms") in seconds."""
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -145,17 +181,17 @@ def seconds(duration: str) -> float:
 def validate(document: dict[str, Any]) -> None:
     """Raise AssertionError naming what is wrong when the object is not of the documented
     shape: a field unknown to its kind, a missing or mistyped one, a protected label
-    relabeled, a namespace on the cluster-scoped kind or none on the namespaced one, or a
-    timeout longer than its interval."""
+    relabeled, a namespace on a cluster-scoped kind or none on a namespaced one, a timeout
+    longer than its interval, a rule group without its interval."""
     kind = document.get("kind")
-    assert kind in KINDS, f"not a managed collection kind: {kind!r}"
+    assert kind in (*KINDS, *RULES_KINDS), f"not a managed collection kind: {kind!r}"
     try:
-        jsonschema.validate(document, schema(kind))
+        jsonschema.validate(document, schema(kind) if kind in KINDS else rules_schema(kind))
     except jsonschema.ValidationError as error:
         where = "/".join(str(part) for part in error.absolute_path)
         raise AssertionError(f"{kind} {where}: {error.message}") from None
     namespaced = "namespace" in document["metadata"]
-    assert namespaced == (kind == "PodMonitoring"), f"{kind}: namespace {namespaced}"
-    for endpoint in document["spec"]["endpoints"]:
+    assert namespaced == (kind in ("PodMonitoring", "Rules")), f"{kind}: namespace {namespaced}"
+    for endpoint in document["spec"].get("endpoints", []):
         if "interval" in endpoint and "timeout" in endpoint:
             assert seconds(endpoint["timeout"]) <= seconds(endpoint["interval"]), endpoint
