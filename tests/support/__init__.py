@@ -4,7 +4,9 @@ events, and the types of conftest.py's fixtures.
 The bigger pieces have modules of their own: raw_http (requests no client would send),
 malformed (the HTTP input's bad requests), faults (a TCP proxy that breaks), fake_dns,
 browser (headless Chromium), png, prometheus (Prometheus and Alertmanager servers),
-processes (the exporter as a child process) and deploy (what ships, and its resources).
+processes (the exporter as a child process), deploy (what ships, and its resources),
+gmp (the documented shape of GKE's managed collection objects) and falcosidekick (what its
+webhook output posts).
 No test module imports from another test module or from conftest.py: what two of them
 share is here.
 """
