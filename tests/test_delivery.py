@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.delivery import DeliveryLedger, FalcoView
+from exporter.core.delivery import DeliveryLedger, FalcoView, _time_key
 from exporter.core.metrics import Families
 from exporter.inputs.http.json_event import event_from_json
 from exporter.simulator.falco_counts import FalcoCounts
@@ -323,3 +323,33 @@ def test_alerts_under_forged_hostnames_cannot_crowd_out_a_falco_that_reports() -
     samples = {family.spec.name: family.samples for family in families}
     assert samples["falco_exporter_falco_alerts_received"] == [(("node-7",), 14)]
     assert samples["falco_exporter_alerts_lost"] == [(("node-7",), 1)]
+
+
+def go_time(text: str) -> str:
+    """A time as falcosidekick re-encodes Falco's (Go's RFC 3339 with nanoseconds): the
+    fraction's trailing zeros dropped, and the dot too on a whole second."""
+    whole, _, fraction = text[:-1].partition(".")
+    fraction = fraction.rstrip("0")
+    return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
+
+
+def test_times_reencoded_by_sidekick_order_as_falcos_own() -> None:
+    """The ledger places alerts against snapshots by time, compared as Falco's fixed-width
+    text. Sidekick's shorter forms ("...:30Z", "...:30.5Z") must order as the nine-digit
+    times they stand for: "...:30Z" before "...:30.200000000Z", not after it."""
+    falcos = [
+        "2026-01-01T00:00:30.000000000Z",
+        "2026-01-01T00:00:30.200000000Z",
+        "2026-01-01T00:00:30.500000000Z",
+        "2026-01-01T00:00:31.000000000Z",
+        "2026-01-01T00:00:31.001000000Z",
+    ]
+
+    def key(text: str) -> object:
+        return _time_key(event_from_json({**ALERT, "output": "x", "time": text}))
+
+    for falco_text in falcos:
+        assert key(go_time(falco_text)) == key(falco_text), falco_text
+    shuffled = [go_time(text) for text in reversed(falcos)]
+    assert sorted(shuffled, key=key) == [go_time(text) for text in falcos]  # type: ignore[arg-type]
+

@@ -215,8 +215,26 @@ def _time_key(event: Event) -> TimeKey:
     Timestamp over gRPC (as nanoseconds); None when it has none."""
     value = getattr(event, "time", None)
     if type(value) is str:
-        return value or None
+        if len(value) == _FALCO_TIME_LENGTH and value[19] == ".":
+            return value  # Falco's own: nine digits of fraction, compared as text
+        return _with_nine_digits(value) or None
     seconds = getattr(value, "seconds", None)
     if type(seconds) is int:
         return seconds * 1_000_000_000 + int(getattr(value, "nanos", 0))
     return None
+
+
+_FALCO_TIME_LENGTH = len("2026-01-01T00:00:00.000000000Z")
+
+
+def _with_nine_digits(text: str) -> str:
+    """A UTC time with its fraction padded to nine digits, so that it compares as text with
+    Falco's: falcosidekick re-encodes times as Go does, without the trailing zeros
+    (`...:30.5Z`, `...:30Z`), which would sort as later than `...:30.200000000Z`."""
+    if not text.endswith("Z") or len(text) < 20:
+        return text
+    whole, _, fraction = text[:-1].partition(".")
+    if len(whole) != 19 or (not fraction.isdigit() and fraction):
+        return text
+    return f"{whole}.{fraction[:9]:0<9}Z"
+
