@@ -45,7 +45,7 @@ lint: $(BIN)/.installed
 
 ## Pin the image's dependencies, with hashes, from pyproject.toml (a test checks the lock).
 lock: $(BIN)/.installed
-	$(BIN)/uv pip compile pyproject.toml --extra fast --generate-hashes --universal \
+	$(BIN)/uv pip compile pyproject.toml --extra fast --extra webconfig --generate-hashes --universal \
 	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/image.lock
 
 ## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).

@@ -629,8 +629,9 @@ def test_the_no_operator_variant_is_scraped_by_annotations() -> None:
 
 
 def test_the_image_lock_pins_every_dependency_with_hashes() -> None:
-    """requirements/image.lock pins each run-time dependency (the `fast` extra included) at
-    a version pyproject.toml allows, each with hashes; `make lock` rewrites it otherwise."""
+    """requirements/image.lock pins each run-time dependency (the `fast` and `webconfig`
+    extras included: the image checks basic_auth_users' bcrypt hashes) at a version
+    pyproject.toml allows, each with hashes; `make lock` rewrites it otherwise."""
     lock = (REPO / "requirements" / "image.lock").read_text()
     pins: dict[str, str] = {}
     hashes: dict[str, int] = {}
@@ -645,7 +646,8 @@ def test_the_image_lock_pins_every_dependency_with_hashes() -> None:
             hashes[current] += 1
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [Requirement(r) for r in project["dependencies"]]
-    wanted += [Requirement(r) for r in project["optional-dependencies"]["fast"]]
+    for extra in ("fast", "webconfig"):
+        wanted += [Requirement(r) for r in project["optional-dependencies"][extra]]
     for requirement in wanted:
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not in requirements/image.lock: run make lock"
