@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from exporter.core.counter import EventCounter
 from exporter.core.event import EventSink
+from exporter.core.event_delay import text_time_reader, timestamp_time
 from exporter.core.inputs import Input
 from exporter.inputs.grpc.input import GrpcInput
 from exporter.inputs.http.input import HttpInput
@@ -24,13 +25,22 @@ def build_inputs(
     clock: Callable[[], float] = time.monotonic,
     on_certificates_changed: Callable[[], None] = lambda: None,
 ) -> list[Input]:
-    """Every configured input, each counting into shards of `counter` through `wrap_sink`.
+    """Every configured input, each counting into shards of `counter` through `wrap_sink`,
+    and observing each event's delay into `counter.delays` under its own name (`grpc`,
+    `http`): a gRPC Timestamp, or Falco's JSON text.
 
     A certificate file that cannot be used raises CertificateFilesError.
     """
+    delays = counter.delays
     inputs: list[Input] = []
     if config.grpc is not None:
-        inputs.append(GrpcInput(config.grpc, counter, wrap_sink, on_certificates_changed))
+        delays.histogram("grpc")  # exported from the start, before any target is found
+
+        def grpc_sink(sink: EventSink) -> EventSink:
+            return wrap_sink(delays.observing("grpc", timestamp_time, sink))
+
+        inputs.append(GrpcInput(config.grpc, counter, grpc_sink, on_certificates_changed))
     if config.http_input is not None:
-        inputs.append(HttpInput(config.http_input, wrap_sink(counter.shard().add), clock))
+        sink = delays.observing("http", text_time_reader(), counter.shard().add)
+        inputs.append(HttpInput(config.http_input, wrap_sink(sink), clock))
     return inputs
