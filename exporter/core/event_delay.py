@@ -18,22 +18,26 @@ buckets from 1 ms to 5 min, `falco_exporter_event_delay_seconds{input}`.
 - **No host label.** The label set is bounded by the inputs (two); docs/metrics.md says
   how to see one node's backlog.
 
-Per event the cost is one clock read, the time parsed (JSON's text: one slice compared
-with the last second seen, the nanoseconds read; a Timestamp: two attributes), a bisect
-and three additions under the input's lock. The lock keeps the counts exact when several
-gRPC reader threads count into one input's histogram; it is held for the additions only.
+Per event the cost is the time read (JSON's text: compared with the last second seen, its
+fraction read; a Timestamp: two attributes), one clock read, a bisect and two additions
+(docs/performance.md, "Event delay"). No lock: like the counter's shards, each producer
+(the HTTP input's event loop, each gRPC target's reader thread) observes into cells of its
+own, which it alone writes, so no addition is lost. A scrape copies each producer's cells
+in one C call (the GIL makes the copy whole), and folds those of a producer that is gone
+(its sink no longer referenced anywhere, so no call can come) into its input's totals.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.core.event import Event, EventSink
+from exporter.core.event_time import FALCO_TEXT_LENGTH, NO_SECOND, read_text, read_timestamp
 from exporter.core.metrics import PREFIX, Families, FamilySpec, Kind
 
 # Upper bounds, seconds: 1 ms to 5 min; +Inf follows.
@@ -80,92 +84,33 @@ WITHOUT_TIME = FamilySpec(
     ("input",),
 )
 
-# Reads an event's time as seconds since the epoch, or None when it has none.
-TimeReader = Callable[[object], "float | None"]
-
-_UTC = dt.UTC
-
-
-def text_time_reader() -> TimeReader:
-    """A reader of Falco's JSON `time`, RFC 3339 with nanoseconds in UTC
-    (`2018-08-17T17:35:48.514632619Z`); any other ISO 8601 text with a zone is read the slow
-    way; text without a zone, or not a time, is None.
-
-    Alerts come in bursts within one second, so the date and clock of the last second seen
-    are kept (one tuple, replaced whole: safe on any thread) and only the nanoseconds are
-    read per event.
-    """
-    last = ("", 0)
-
-    def read(value: object) -> float | None:
-        nonlocal last
-        if type(value) is not str:
-            return None
-        if len(value) == 30 and value[19] == "." and value[29] == "Z":
-            whole, nanos = value[:19], value[20:29]
-            if nanos.isdigit():
-                seen, epoch = last
-                if whole != seen:
-                    found = _epoch(whole)
-                    if found is None:
-                        return None
-                    epoch = found
-                    last = (whole, epoch)
-                try:
-                    return epoch + int(nanos) * 1e-9
-                except ValueError:  # a digit of another script ('\u00b2')
-                    return None
-        return _any_iso_8601(value)
-
-    return read
+# A producer's cells: the count of each bucket (not cumulative), over 5 min, then these.
+_SUM = len(BUCKETS) + 1
+_NEGATIVE = _SUM + 1
+_WITHOUT_TIME = _NEGATIVE + 1
+_CELLS = _WITHOUT_TIME + 1
 
 
-def _epoch(whole: str) -> int | None:
-    """`YYYY-MM-DDTHH:MM:SS` in UTC as seconds since the epoch, or None."""
-    if not whole.isascii():
-        return None
-    try:
-        return int(dt.datetime.fromisoformat(whole).replace(tzinfo=_UTC).timestamp())
-    except ValueError:
-        return None
-
-
-def _any_iso_8601(value: str) -> float | None:
-    """Another sender's ISO 8601 time, with a zone; None without one (whose clock?)."""
-    if not value.isascii() or len(value) > 64:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
-
-
-def timestamp_time(value: object) -> float | None:
-    """A gRPC `google.protobuf.Timestamp` as seconds; None when unset (0) or absent."""
-    seconds = getattr(value, "seconds", None)
-    if type(seconds) is not int:
-        return None
-    nanos = getattr(value, "nanos", 0)
-    if not seconds and not nanos:
-        return None
-    return seconds + nanos * 1e-9
-
-
-class DelayHistogram:
-    """One input's delays: bucket counts (not cumulative), their sum, and the two counters."""
+class _InputDelays:
+    """One input's producers (their cells, while their sink lives) and what the gone left."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counts = [0] * (len(BUCKETS) + 1)  # the last one: over 5 min
-        self.sum = 0.0
-        self.negative = 0
-        self.without_time = 0
+        self.retired: list[float] = [0] * _CELLS
+        self.producers: list[tuple[weakref.ref[EventSink], list[float]]] = []
 
-    def snapshot(self) -> tuple[list[int], float, int, int]:
-        """A consistent copy: (counts, sum, negative, without time)."""
-        with self.lock:
-            return list(self.counts), self.sum, self.negative, self.without_time
+    def totals(self) -> list[float]:
+        """Every cell summed over the producers (the event delays' lock held)."""
+        totals = list(self.retired)
+        live = []
+        for alive, cells in self.producers:
+            copy = list(cells)  # whole: one C call, under the GIL
+            if alive() is None:  # no call can come: final
+                self.retired = [held + more for held, more in zip(self.retired, copy, strict=True)]
+            else:
+                live.append((alive, cells))
+            totals = [total + more for total, more in zip(totals, copy, strict=True)]
+        self.producers = live
+        return totals
 
 
 @dataclass(frozen=True)
@@ -180,58 +125,99 @@ class DelayView:
 
 
 class EventDelays:
-    """Every input's delay histogram; observers are safe to call from any thread."""
+    """Every input's delay histogram. Each observer is one producer's: call it from one
+    thread only (each input makes one per thread, as it takes the counter's shards)."""
 
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         """`wall` is the clock arrivals are read by (tests pass one they control)."""
         self._wall = wall
         self._lock = threading.Lock()
-        self._inputs: dict[str, DelayHistogram] = {}
+        self._inputs: dict[str, _InputDelays] = {}
 
-    def histogram(self, input_name: str) -> DelayHistogram:
-        """The input's histogram, empty at first (it is exported from then on)."""
+    def declare(self, input_name: str) -> None:
+        """Export the input's histogram from now on, empty until it observes."""
         with self._lock:
-            found = self._inputs.get(input_name)
-            if found is None:
-                found = self._inputs[input_name] = DelayHistogram()
-            return found
+            self._inputs.setdefault(input_name, _InputDelays())
 
-    def observing(self, input_name: str, read_time: TimeReader, sink: EventSink) -> EventSink:
-        """The sink, each event it counts also observed: its delay, by `read_time`."""
-        histogram = self.histogram(input_name)
-        lock, counts, wall = histogram.lock, histogram.counts, self._wall
-        buckets = BUCKETS
+    def _cells(self, input_name: str, sink: EventSink) -> list[float]:
+        cells: list[float] = [0] * _CELLS
+        cells[_SUM] = 0.0
+        with self._lock:
+            delays = self._inputs.setdefault(input_name, _InputDelays())
+            delays.producers.append((weakref.ref(sink), cells))
+        return cells
+
+    def observing_text(self, input_name: str, sink: EventSink) -> EventSink:
+        """The sink, each event it counts also observed, its time Falco's JSON text."""
+        wall, buckets = self._wall, BUCKETS
+        seen, epoch = NO_SECOND
+
+        def count_and_observe(event: Event) -> None:
+            nonlocal seen, epoch
+            sink(event)
+            value = event.time
+            if type(value) is str and value.startswith(seen) and len(value) == FALCO_TEXT_LENGTH:
+                try:  # in line: the second is known, only its nanoseconds are read
+                    nanos = int(value[20:29])
+                except ValueError:
+                    nanos = -1
+                at = epoch + nanos * 1e-9 if nanos >= 0 and value[29] == "Z" else None
+            else:
+                at, (seen, epoch) = read_text(value, (seen, epoch))
+            if at is None:
+                cells[_WITHOUT_TIME] += 1
+                return
+            delay = wall() - at
+            if delay >= 0.0:
+                cells[bisect_left(buckets, delay)] += 1
+                cells[_SUM] += delay
+            else:
+                cells[0] += 1
+                cells[_NEGATIVE] += 1
+
+        cells = self._cells(input_name, count_and_observe)
+        return count_and_observe
+
+    def observing_timestamp(self, input_name: str, sink: EventSink) -> EventSink:
+        """The sink, each event it counts also observed, its time a gRPC Timestamp."""
+        wall, buckets = self._wall, BUCKETS
 
         def count_and_observe(event: Event) -> None:
             sink(event)
-            at = read_time(event.time)
+            at = read_timestamp(event.time)
             if at is None:
-                with lock:
-                    histogram.without_time += 1
+                cells[_WITHOUT_TIME] += 1
                 return
             delay = wall() - at
-            index = bisect_left(buckets, delay)
-            with lock:
-                counts[index] += 1
-                if delay >= 0.0:
-                    histogram.sum += delay
-                else:
-                    histogram.negative += 1
+            if delay >= 0.0:
+                cells[bisect_left(buckets, delay)] += 1
+                cells[_SUM] += delay
+            else:
+                cells[0] += 1
+                cells[_NEGATIVE] += 1
 
+        cells = self._cells(input_name, count_and_observe)
         return count_and_observe
 
     def views(self) -> list[DelayView]:
         """Every input's histogram, by input name."""
         with self._lock:
-            inputs = sorted(self._inputs.items())
+            totals = [(name, delays.totals()) for name, delays in sorted(self._inputs.items())]
         views = []
-        for name, histogram in inputs:
-            counts, total, negative, without_time = histogram.snapshot()
+        for name, cells in totals:
             cumulative, running = [], 0
-            for count in counts:
-                running += count
+            for count in cells[:_SUM]:
+                running += int(count)
                 cumulative.append(running)
-            views.append(DelayView(name, tuple(cumulative), total, negative, without_time))
+            views.append(
+                DelayView(
+                    name,
+                    tuple(cumulative),
+                    cells[_SUM],
+                    int(cells[_NEGATIVE]),
+                    int(cells[_WITHOUT_TIME]),
+                )
+            )
         return views
 
     def collect(self, families: Families) -> None:

@@ -86,8 +86,7 @@ def render_family(family: MetricFamily) -> str:
             sample_prefix(name, zip(spec.labels, values, strict=True)) if values else f"{name} "
         )
         lines.append(f"{prefix}{format_value(value)}\n")
-    for histogram in family.histograms:
-        lines.append(_histogram_lines(name, spec.labels, histogram))
+    lines.extend(_histogram_lines(name, spec.labels, histogram) for histogram in family.histograms)
     return "".join(lines)
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from exporter.core.counter import EventCounter
 from exporter.core.event import EventSink
-from exporter.core.event_delay import text_time_reader, timestamp_time
 from exporter.core.inputs import Input
 from exporter.inputs.grpc.input import GrpcInput
 from exporter.inputs.http.input import HttpInput
@@ -34,13 +33,13 @@ def build_inputs(
     delays = counter.delays
     inputs: list[Input] = []
     if config.grpc is not None:
-        delays.histogram("grpc")  # exported from the start, before any target is found
+        delays.declare("grpc")  # exported from the start, before any target is found
 
-        def grpc_sink(sink: EventSink) -> EventSink:
-            return wrap_sink(delays.observing("grpc", timestamp_time, sink))
+        def grpc_sink(sink: EventSink) -> EventSink:  # one per target: its reader thread's
+            return wrap_sink(delays.observing_timestamp("grpc", sink))
 
         inputs.append(GrpcInput(config.grpc, counter, grpc_sink, on_certificates_changed))
     if config.http_input is not None:
-        sink = delays.observing("http", text_time_reader(), counter.shard().add)
+        sink = delays.observing_text("http", counter.shard().add)
         inputs.append(HttpInput(config.http_input, wrap_sink(sink), clock))
     return inputs
