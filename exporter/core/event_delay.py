@@ -15,7 +15,7 @@ buckets from 1 ms to 5 min, `falco_exporter_event_delay_seconds{input}`.
 - **Metrics snapshots are included.** A snapshot enters the same FIFO as the alerts
   (docs/falco-wire-contract.md#metrics-snapshots), so its delay is the output backlog
   alone, and it arrives every `metrics.interval` when no rule fires.
-- **No host label.** The label set is bounded by the inputs (two); docs/metrics.md says
+- **No host label.** The label set is bounded by the inputs (two); docs/event-delay.md says
   how to see one node's backlog.
 
 Per event the cost is the time read (JSON's text: compared with the last second seen, its
