@@ -184,8 +184,12 @@ class EventDelays:
 
         def count_and_observe(event: Event) -> None:
             sink(event)
-            at = read_timestamp(event.time)
-            if at is None:
+            stamp = event.time
+            try:  # in line: a decoded message's Timestamp, its two fields always ints
+                at = stamp.seconds + stamp.nanos * 1e-9  # type: ignore[attr-defined]
+            except AttributeError:
+                at = read_timestamp(stamp)  # not a Timestamp: None
+            if not at:  # None, or left at 0: unset
                 cells[_WITHOUT_TIME] += 1
                 return
             delay = wall() - at
