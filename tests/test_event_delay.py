@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.core.delivery import DeliveryLedger
 from exporter.core.event import FalcoEvent
 from exporter.core.event_delay import BUCKETS, EventDelays
 from exporter.core.event_time import NO_SECOND, read_text, read_timestamp
@@ -234,6 +235,24 @@ def test_metrics_snapshots_are_observed_like_alerts() -> None:
     [http] = histogram(rendered(delays)).values()
     assert only_bucket(http["buckets"]) == "30.0"
     assert http["sum"] == 12.0
+
+
+def test_each_falcos_last_snapshot_gives_its_nodes_delay() -> None:
+    """Per node, under the delivery ledger's bound: how late each Falco's last metrics
+    snapshot arrived (negative when its clock is ahead); a Falco without one has none."""
+    ledger = DeliveryLedger(wall=lambda: NOW)
+    base = int(NOW) * SECOND
+    for hostname, late in (("node-1", 7 * SECOND), ("node-2", -SECOND // 2)):
+        ledger.observe(event_from_json(FalcoCounts(hostname).snapshot(base - late)))
+    ledger.observe(alert(ago(1)))  # node-1's alert: no snapshot of another Falco
+    ledger.observe(event_from_json({**EVENT, "hostname": "node-3", "time": ago(1)}))
+    families = Families()
+    ledger.collect(families)
+    delays: dict[str, float] = {}
+    for family in text_string_to_metric_families(render_families(families)):
+        if family.name == "falco_exporter_falco_snapshot_delay_seconds":
+            delays = {s.labels["hostname"]: s.value for s in family.samples}
+    assert delays == {"node-1": 7.0, "node-2": -0.5}
 
 
 def test_counts_stay_exact_across_producer_threads_during_scrapes() -> None:

@@ -80,10 +80,7 @@ def events_rate(by: str) -> str:
 def delay_quantile(quantile: float, by: str) -> str:
     """A quantile of falco_exporter_event_delay_seconds over Grafana's rate window."""
     buckets = f"falco_exporter_event_delay_seconds_bucket{{{SCOPE}}}"
-    return (
-        f"histogram_quantile({quantile}, sum by ({by}, le) "
-        f"(rate({buckets}[$__rate_interval])))"
-    )
+    return f"histogram_quantile({quantile}, sum by ({by}, le) (rate({buckets}[$__rate_interval])))"
 
 
 def whole(expression: str) -> str:
@@ -426,7 +423,23 @@ def delivery_panels() -> list[Any]:
         .with_target(query(delay_quantile(0.99, "instance, input"), "p99 {{instance}} {{input}}"))
         .with_target(query(delay_quantile(0.5, "input"), "median {{input}}"))
         .unit("s")
-        .grid_pos(place(0, 58, 24, 8)),
+        .grid_pos(place(0, 58, 12, 8)),
+        timeseries.Panel()
+        .title("Falco: delay of its last metrics snapshot, by node")
+        .description(
+            "How late each Falco's latest metrics snapshot arrived (metrics.output_rule): it "
+            "waits in the same output queue as the alerts, so this is the node's backlog, for "
+            "a central exporter too. Below 0: the node's clock is ahead."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"max by (hostname) (falco_exporter_falco_snapshot_delay_seconds{node})",
+                "{{hostname}}",
+            )
+        )
+        .unit("s")
+        .grid_pos(place(12, 58, 12, 8)),
     ]
 
 

@@ -339,8 +339,7 @@ def delivery_alerts() -> list[dict[str, Any]]:
             "FalcoAlertsDelayed",
             f"{late_share('10m')}\n> {LATE_SHARE}",
             "warning",
-            "Falco's alerts reach falco-exporter {{ $labels.instance }} late "
-            "({{ $labels.input }})",
+            "Falco's alerts reach falco-exporter {{ $labels.instance }} late ({{ $labels.input }})",
             "{{ $value | humanizePercentage }} of the alerts that reached the exporter in the "
             f"last 10 minutes ({{{{ $labels.input }}}} input) were more than "
             f"{float(LATE_SECONDS):g} s old: Falco's output queue is backed up (one thread "
