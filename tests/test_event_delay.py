@@ -24,6 +24,7 @@ from exporter.core.metrics import Families
 from exporter.exposition.text import render_families
 from exporter.falcopb import outputs_pb2
 from exporter.inputs.http.json_event import event_from_json
+from exporter.simulator.certs import CertPaths
 from exporter.simulator.falco_counts import FalcoCounts
 from exporter.simulator.server import SimulatedFalco
 from tests.support import (
@@ -37,6 +38,7 @@ from tests.support import (
     input_url,
     post,
     response,
+    tls_of,
     total_events,
 )
 from tests.support.processes import LOCAL_PORTS, running
@@ -355,6 +357,38 @@ async def test_grpc_input_observes_each_message(
     assert grpc["buckets"]["2.5"] == 3
     assert counter_values(text, "falco_exporter_events_without_time") == {"grpc": 1}
     assert "http" not in histogram(text)
+
+
+async def test_three_grpc_targets_on_their_threads_count_every_delay(
+    certs: CertPaths, make_exporter: MakeExporter
+) -> None:
+    """Three Falcos, each read by its own reader thread into the one gRPC histogram: every
+    one of their 900 alerts, 2 s late, is in it once."""
+    three = [SimulatedFalco(hostname=f"node-{n}") for n in range(3)]
+    try:
+        for falco in three:
+            await falco.start("127.0.0.1:0", tls_of(certs))
+            late = time.time_ns() - 2 * SECOND
+            messages = [response() for _ in range(300)]
+            for message in messages:
+                message.time.FromNanoseconds(late)
+            falco.publish(messages)
+        targets = [f"localhost:{falco.address.rsplit(':', 1)[1]}" for falco in three]
+        exporter = await make_exporter(
+            targets=targets,
+            client_cert=str(certs.client_cert),
+            client_key=str(certs.client_key),
+            client_ca=str(certs.ca),
+        )
+        await counted(exporter, 900, timeout=60)
+        _, text, _ = await fetch(f"http://127.0.0.1:{exporter.main_http.port}/metrics")
+        grpc = histogram(text)["grpc"]
+        assert grpc["count"] == 900
+        assert grpc["buckets"]["1.0"] == 0
+        assert grpc["buckets"]["2.5"] == 900
+    finally:
+        for falco in three:
+            await falco.stop()
 
 
 async def test_a_real_exporter_process_fed_by_curl() -> None:
