@@ -352,4 +352,3 @@ def test_times_reencoded_by_sidekick_order_as_falcos_own() -> None:
         assert key(go_time(falco_text)) == key(falco_text), falco_text
     shuffled = [go_time(text) for text in reversed(falcos)]
     assert sorted(shuffled, key=key) == [go_time(text) for text in falcos]  # type: ignore[arg-type]
-

@@ -423,3 +423,55 @@ async def test_the_quickstarts_queries_show_the_walkthrough(
         await eventually(
             lambda query=query: shows_the_walkthrough(query), timeout=60, message=query
         )
+
+
+def panel_expressions(title: str) -> dict[str, str]:
+    """A panel's queries by legend, Grafana's variables filled in."""
+    [panel] = [panel for panel in query_panels() if panel["title"] == title]
+    found = {}
+    for target in panel["targets"]:
+        expression = target["expr"]
+        for variable, value in GRAFANA_VARIABLES.items():
+            expression = expression.replace(variable, value)
+        found[target["legendFormat"]] = expression
+    return found
+
+
+@pytest.mark.slow
+async def test_the_delay_panel_shows_alerts_two_seconds_late(
+    make_exporter: MakeExporter, prometheus_for: PrometheusFor
+) -> None:
+    """Alerts and a metrics snapshot posted 2 s after their time, as a backed-up Falco posts
+    them: the delay panel's quantiles fall inside the (1 s, 2.5 s] bucket where Prometheus
+    interpolates them, the median at 1.75 s and the 99th percentile at 2.485 s, for the http
+    input only; the per-node panel shows node-1's snapshot 2 s late."""
+    exporter = await make_exporter(http_input_address="127.0.0.1:0")
+    prometheus = await prometheus_for(exporter)
+    count = 'falco_exporter_event_delay_seconds_count{input="http"}'
+
+    async def value(expression: str) -> float | None:
+        result = (await prometheus.api("/api/v1/query", query=expression))["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    async def scraped(expected: float) -> bool:
+        return await value(count) == expected
+
+    await eventually(lambda: scraped(0), timeout=60, interval=0.2, message="the empty histogram")
+    node = FalcoCounts("node-1")
+    late = [
+        node.matched(document, time_ns=time.time_ns() - 2_000_000_000)
+        for document in sample_documents()[:10]
+    ]
+    late.append(node.snapshot(time.time_ns() - 2_000_000_000))  # in the same bucket
+    assert await post_events(input_url(exporter), late, rate=0, loop=False) == len(late)
+    await eventually(lambda: scraped(len(late)), timeout=60, interval=0.2, message="11 late")
+    queries = panel_expressions("Falco: alert delay, by input")
+    assert set(queries) == {"p99 {{instance}} {{input}}", "median {{input}}"}
+    for legend, expected in (("median {{input}}", 1.75), ("p99 {{instance}} {{input}}", 2.485)):
+        result = (await prometheus.api("/api/v1/query", query=queries[legend]))["result"]
+        assert [sample["metric"]["input"] for sample in result] == ["http"], legend
+        assert float(result[0]["value"][1]) == pytest.approx(expected), legend
+    by_node = panel_expression("Falco: delay of its last metrics snapshot, by node")
+    [snapshot] = (await prometheus.api("/api/v1/query", query=by_node))["result"]
+    assert snapshot["metric"] == {"hostname": "node-1"}
+    assert 2.0 <= float(snapshot["value"][1]) < 2.5

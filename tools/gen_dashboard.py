@@ -11,7 +11,7 @@ writes.
 What an SRE reads here: counts as whole numbers, the rules that fired for the first time,
 rates by rule, priority, namespace, pod and node, and the exporter's health in every mode
 (gRPC targets, the HTTP input's staleness and rejections, series against each instance's
-own limit; per-instance settings are never summed).
+own limit; per-instance settings are never summed), and how late Falco's alerts arrive.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ def events_rate(by: str) -> str:
     `curl` in a new pod as nothing, so this is `counted` over Grafana's rate window, per
     minute ($__rate_interval_ms is the window in milliseconds)."""
     return f"({counted('$__rate_interval', by)}) * 60000 / $__rate_interval_ms"
+
+
+def delay_quantile(quantile: float, by: str) -> str:
+    """A quantile of falco_exporter_event_delay_seconds over Grafana's rate window."""
+    buckets = f"falco_exporter_event_delay_seconds_bucket{{{SCOPE}}}"
+    return f"histogram_quantile({quantile}, sum by ({by}, le) (rate({buckets}[$__rate_interval])))"
 
 
 def whole(expression: str) -> str:
@@ -404,6 +410,36 @@ def delivery_panels() -> list[Any]:
         )
         .unit("percentunit")
         .grid_pos(place(12, 51, 12, 7)),
+        timeseries.Panel()
+        .title("Falco: alert delay, by input")
+        .description(
+            "How late alerts arrive: from each alert's time (evt.time) to its arrival at the "
+            "exporter, metrics snapshots included: Falco's output backlog (one thread feeds "
+            "every output). The 99th percentile per exporter (with the sidecar, per node) and "
+            "the median of all. Past the last bucket (5 min) it shows 5 min. Clocks that "
+            "disagree shift it: docs/event-delay.md."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query(delay_quantile(0.99, "instance, input"), "p99 {{instance}} {{input}}"))
+        .with_target(query(delay_quantile(0.5, "input"), "median {{input}}"))
+        .unit("s")
+        .grid_pos(place(0, 58, 12, 8)),
+        timeseries.Panel()
+        .title("Falco: delay of its last metrics snapshot, by node")
+        .description(
+            "How late each Falco's latest metrics snapshot arrived (metrics.output_rule): it "
+            "waits in the same output queue as the alerts, so this is the node's backlog, for "
+            "a central exporter too. Below 0: the node's clock is ahead."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"max by (hostname) (falco_exporter_falco_snapshot_delay_seconds{node})",
+                "{{hostname}}",
+            )
+        )
+        .unit("s")
+        .grid_pos(place(12, 58, 12, 8)),
     ]
 
 

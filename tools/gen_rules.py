@@ -265,10 +265,11 @@ def health_alerts() -> list[dict[str, Any]]:
 
 
 def delivery_alert(
-    name: str, expr: str, severity: str, summary: str, description: str
+    name: str, expr: str, severity: str, summary: str, description: str, *, wait: str = ""
 ) -> dict[str, Any]:
-    """An alert about what Falco raised and what reached the exporter (docs/delivery.md)."""
-    alert = health_alert(name, expr, severity, summary, description)
+    """An alert about what Falco raised and what reached the exporter (docs/delivery.md),
+    or when it reached it."""
+    alert = health_alert(name, expr, severity, summary, description, wait=wait)
     alert["labels"]["scope"] = "falco"
     return alert
 
@@ -289,8 +290,25 @@ LOST_ACROSS_RESTARTS = (
 )
 
 
+# Falco's output backlog (#25): the share of the alerts that reached an exporter in the
+# window more than LATE_SECONDS after their event's time. A share, not a quantile: it does
+# not interpolate inside a bucket, and it reads as "1 alert in 5 was late".
+LATE_SECONDS = "30.0"  # a bucket bound of falco_exporter_event_delay_seconds, as it is written
+LATE_SHARE = 0.1
+
+
+def late_share(window: str) -> str:
+    """The share of the alerts received in the window later than LATE_SECONDS, per input."""
+    by = "sum by (job, instance, input) "
+    bucket = "falco_exporter_event_delay_seconds_bucket"
+    every = f'{by}(rate({bucket}{{le="+Inf"}}[{window}]))'
+    on_time = f'{by}(rate({bucket}{{le="{LATE_SECONDS}"}}[{window}]))'
+    return f"(\n  {every}\n  - {on_time}\n)\n/ {every}"
+
+
 def delivery_alerts() -> list[dict[str, Any]]:
-    """Alerts lost between Falco and us, and Falco's own blindness, per Falco."""
+    """Alerts lost between Falco and us, Falco's own blindness, per Falco, and its alerts
+    reaching us late (its output backlog)."""
     falco = "Falco on {{ $labels.hostname }}"
     return [
         delivery_alert(
@@ -316,6 +334,18 @@ def delivery_alerts() -> list[dict[str, Any]]:
             "last 10 minutes: what happened then was not checked against any rule. Usually "
             "the driver's buffer is too small for the load (Falco's engine.*.buf_size_preset) "
             "or Falco lacks CPU.",
+        ),
+        delivery_alert(
+            "FalcoAlertsDelayed",
+            f"{late_share('10m')}\n> {LATE_SHARE}",
+            "warning",
+            "Falco's alerts reach falco-exporter {{ $labels.instance }} late ({{ $labels.input }})",
+            "{{ $value | humanizePercentage }} of the alerts that reached the exporter in the "
+            f"last 10 minutes ({{{{ $labels.input }}}} input) were more than "
+            f"{float(LATE_SECONDS):g} s old: Falco's output queue is backed up (one thread "
+            "feeds every output, so a slow output delays all), or Falco's clock is behind the "
+            "exporter's. falco_exporter_event_delay_seconds has the delays.",
+            wait="5m",
         ),
         delivery_alert(
             "FalcoOutputsQueueDrops",

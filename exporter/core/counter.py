@@ -34,6 +34,7 @@ from exporter.core.cardinality import (
     SeriesLimits,
 )
 from exporter.core.event import Event, EventSink
+from exporter.core.event_delay import EventDelays
 from exporter.core.labels import LabelKey, LabelSet, build_label_set
 
 # Called, with the counter's locks held, for each folded event: (why, the limits).
@@ -65,8 +66,15 @@ class EventCounter:
         limits: SeriesLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_fold: FoldObserver | None = None,
+        delays: EventDelays | None = None,
     ) -> None:
-        """`on_fold` hears of every folded event (to log it, rate-limited, elsewhere)."""
+        """`on_fold` hears of every folded event (to log it, rate-limited, elsewhere).
+
+        `delays` holds how late the counted events arrived, per input: the inputs observe
+        into it as they count (inputs/assemble.py), and it is scraped with the counter's
+        limits (core/event_delay.py).
+        """
+        self.delays = delays or EventDelays()
         self._labels = label_set or build_label_set()
         self.limits = limits or SeriesLimits()
         self._clock = clock

@@ -237,4 +237,3 @@ def _with_nine_digits(text: str) -> str:
     if len(whole) != 19 or (not fraction.isdigit() and fraction):
         return text
     return f"{whole}.{fraction[:9]:0<9}Z"
-

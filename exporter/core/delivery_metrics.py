@@ -74,6 +74,13 @@ LAST_SNAPSHOT = FamilySpec(
     "Unix time the Falco's last metrics snapshot reached this exporter: its heartbeat.",
     _HOST,
 )
+SNAPSHOT_DELAY = FamilySpec(
+    f"{PREFIX}falco_snapshot_delay_seconds",
+    Kind.GAUGE,
+    "How late the Falco's last metrics snapshot arrived, from its time (evt.time) to its "
+    "arrival here: its output backlog then, per node (negative: its clock is ahead).",
+    _HOST,
+)
 TRACKED = FamilySpec(
     f"{PREFIX}delivery_falcos",
     Kind.GAUGE,
@@ -111,7 +118,7 @@ ACCOUNTING = FamilySpec(
 
 
 _PER_FALCO: tuple[FamilySpec, ...] = (RAISED, RECEIVED, LOST, QUEUE_DROPS, KERNEL_DROPS)
-_PER_FALCO += (KERNEL_DROPS_RATIO, INFO, STARTED, LAST_SNAPSHOT)
+_PER_FALCO += (KERNEL_DROPS_RATIO, INFO, STARTED, LAST_SNAPSHOT, SNAPSHOT_DELAY)
 
 
 class LedgerTotals(NamedTuple):
@@ -147,6 +154,7 @@ def add_families(families: Families, hosts: Iterable[HostLedger], totals: Ledger
         families.add(INFO, (host.hostname, snapshot.version, snapshot.engine), 1.0)
         families.add(STARTED, name, snapshot.epoch.start_ts / 1e9)
         families.add(LAST_SNAPSHOT, name, host.snapshot_at)
+        families.add(SNAPSHOT_DELAY, name, host.snapshot_at - snapshot.time_ns / 1e9)
         if snapshot.outputs_queue_drops is not None:
             families.add(QUEUE_DROPS, name, snapshot.outputs_queue_drops)
         if snapshot.kernel_drops is not None:

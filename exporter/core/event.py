@@ -80,7 +80,9 @@ class FalcoEvent(NamedTuple):
     tags: Sequence[str]
     output_fields: Mapping[str, str]
     output: str = ""  # Falco's formatted line: shown on the live page with --recent-alerts only
-    time: str = ""  # Falco's ISO 8601 event time (what delivery accounting compares)
+    # The event time: Falco's ISO 8601 text (JSON), or a gRPC Timestamp from a Falco before
+    # 0.31; what delivery accounting compares and the delay is measured from.
+    time: object = ""
 
 
 # Where an input hands each event: the counter's (or the live page's wrapping of it).

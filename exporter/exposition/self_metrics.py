@@ -68,9 +68,10 @@ class SelfMetrics:
         self._parts = tuple(parts)
 
     def collect(self, families: Families) -> None:
-        """Every part's families, then the series limits and the build."""
+        """Every part's families, then the events' delays, the series limits and the build."""
         for collect in self._parts:
             collect(families)
+        self._counter.delays.collect(families)
         stats = self._counter.stats
         families.add(_SERIES, (), self._counter.series_count)
         families.add(_LIMIT, (), stats.limit)

@@ -6,7 +6,7 @@ import asyncio
 import zlib
 from collections.abc import Iterable
 
-from exporter.core.metrics import Kind, MetricFamily
+from exporter.core.metrics import Histogram, Kind, MetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -86,6 +86,24 @@ def render_family(family: MetricFamily) -> str:
             sample_prefix(name, zip(spec.labels, values, strict=True)) if values else f"{name} "
         )
         lines.append(f"{prefix}{format_value(value)}\n")
+    lines.extend(_histogram_lines(name, spec.labels, histogram) for histogram in family.histograms)
+    return "".join(lines)
+
+
+def _histogram_lines(name: str, label_names: tuple[str, ...], histogram: Histogram) -> str:
+    """A histogram's `_bucket` lines (`le` as client libraries write it: `0.001`, `1.0`,
+    `+Inf`), then `_sum` and `_count`."""
+    labels = list(zip(label_names, histogram.values, strict=True))
+    lines = []
+    for bound, count in histogram.buckets:
+        le = "+Inf" if bound == float("inf") else repr(float(bound))
+        lines.append(f"{sample_prefix(f'{name}_bucket', [*labels, ('le', le)])}{count}\n")
+    count = histogram.buckets[-1][1]
+    if labels:
+        lines.append(f"{sample_prefix(f'{name}_sum', labels)}{format_value(histogram.sum)}\n")
+        lines.append(f"{sample_prefix(f'{name}_count', labels)}{count}\n")
+    else:
+        lines.append(f"{name}_sum {format_value(histogram.sum)}\n{name}_count {count}\n")
     return "".join(lines)
 
 

@@ -26,17 +26,26 @@ def build_inputs(
     on_certificates_changed: Callable[[], None] = lambda: None,
     forward: Callable[[bytes], None] | None = None,
 ) -> list[Input]:
-    """Every configured input, each counting into shards of `counter` through `wrap_sink`;
-    the HTTP input also hands each accepted alert's JSON to `forward`, if given.
+    """Every configured input, each counting into shards of `counter` through `wrap_sink`,
+    and observing each event's delay into `counter.delays` under its own name (`grpc`,
+    `http`, `file`): a gRPC Timestamp, or Falco's JSON text. The HTTP input also hands
+    each accepted alert's JSON to `forward`, if given.
 
     A certificate file that cannot be used raises CertificateFilesError.
     """
+    delays = counter.delays
     inputs: list[Input] = []
     if config.grpc is not None:
-        inputs.append(GrpcInput(config.grpc, counter, wrap_sink, on_certificates_changed))
+        delays.declare("grpc")  # exported from the start, before any target is found
+
+        def grpc_sink(sink: EventSink) -> EventSink:  # one per target: its reader thread's
+            return wrap_sink(delays.observing_timestamp("grpc", sink))
+
+        inputs.append(GrpcInput(config.grpc, counter, grpc_sink, on_certificates_changed))
     if config.file_input is not None:
-        inputs.append(FileInput(config.file_input, counter, wrap_sink(counter.shard().add)))
+        sink = delays.observing_text("file", counter.shard().add)
+        inputs.append(FileInput(config.file_input, counter, wrap_sink(sink)))
     if config.http_input is not None:
-        sink = wrap_sink(counter.shard().add)
-        inputs.append(HttpInput(config.http_input, sink, clock, forward))
+        sink = delays.observing_text("http", counter.shard().add)
+        inputs.append(HttpInput(config.http_input, wrap_sink(sink), clock, forward))
     return inputs

@@ -32,4 +32,5 @@ def event_from_response(message: outputs_pb2.response) -> Event:
         hostname=message.hostname,
         tags=tuple(message.tags),
         output_fields=dict(message.output_fields),
+        time=message.time,  # a Timestamp, as the message itself carries it
     )
