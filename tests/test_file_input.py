@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from exporter.app import Exporter
+from exporter.cli import main
 from exporter.inputs.file import spool as spool_module
 from tests.support import (
     REPO,
@@ -328,3 +329,17 @@ async def test_falcos_metrics_snapshots_in_the_file_feed_the_delivery_accounting
         return labels(hostname="vm") in samples
 
     await eventually(raised, message="Falco's snapshot read from the file")
+
+
+def test_a_file_input_in_a_missing_folder_is_a_configuration_error(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """No folder for the file (the shared volume not mounted): exit 2, naming the flag and
+    the folder; a folder in place of the file likewise."""
+    missing = tmp_path / "not-mounted" / "events.json"
+    assert main(["--file-input", str(missing), "--check-config"]) == 2
+    error = capsys.readouterr().err
+    assert "--file-input" in error
+    assert str(missing.parent) in error
+    assert main(["--file-input", str(tmp_path), "--check-config"]) == 2
+    assert "not a regular file" in capsys.readouterr().err

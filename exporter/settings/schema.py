@@ -203,7 +203,8 @@ class Settings:
         "10%",
         values.share,
         "most falco_events series one rule may hold, as a count or a share of --max-series; "
-        "past it that rule's new series fold into one per priority that keeps the rule (0: none)",
+        "past it that rule's new series fold into one per priority that keeps the rule "
+        "(0: no limit)",
         "N|P%",
     )
     max_series_per_host: str = setting(

@@ -245,7 +245,8 @@ class FileInput:
             return [InputStatus("File input", f"{self._config.path}: not open", False)]
         size, skipped = spool.size, sum(self.counts.refused.values())
         text = (
-            f"{self._config.path}: {self.counts.events} alerts, {skipped} lines skipped, "
+            f"{self._config.path}: {self.counts.events} alert(s) read by this process "
+            f"(falco_events carries on from the checkpoint), {skipped} line(s) skipped, "
             f"{size - spool.offset} bytes unread, {spool.allocated()} bytes on disk"
         )
         if spool.punch_problem:

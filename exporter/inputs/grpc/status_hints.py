@@ -43,12 +43,13 @@ _HINTS: tuple[tuple[str, str], ...] = (
     ),
     (
         "Connection refused",
-        "nothing listens there; is Falco running with grpc.enabled and grpc_output.enabled?",
+        "nothing listens there; is Falco (0.43 or older) running with grpc.enabled and "
+        "grpc_output.enabled? Falco 0.44 and later have no gRPC: use --http-input-address",
     ),
     (
         "No such file or directory",
-        "the unix socket does not exist; is Falco running "
-        "with grpc.enabled and grpc_output.enabled?",
+        "the unix socket does not exist; is Falco (0.43 or older) running with grpc.enabled "
+        "and grpc_output.enabled? Falco 0.44 and later have no gRPC: use --http-input-address",
     ),
     ("Permission denied", "no permission to open the unix socket"),
     ("DNS resolution failed", "the host name does not resolve"),

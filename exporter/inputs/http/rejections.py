@@ -54,7 +54,7 @@ FIXES: dict[Reason, str] = {
     Rejection.UNKNOWN_PRIORITY: _NOT_FALCO,
     Rejection.EMPTY: _NOT_FALCO,
     Rejection.BAD_ENCODING: _TRANSPORT,
-    Rejection.PATH: "http_output.url must end in / (the exporter takes POSTs to /)",
+    Rejection.PATH: "http_output.url's path must be / or /events (the exporter takes POSTs there)",
     Rejection.METHOD: "POST only: http_output.url names something else",
     Rejection.UNSUPPORTED_ENCODING: _TRANSPORT,
     Refusal.MALFORMED_REQUEST: _TRANSPORT,

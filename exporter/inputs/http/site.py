@@ -134,7 +134,7 @@ class HttpInputSite:
             path = request.path.split(b"?", 1)[0].decode("latin-1")
             if path not in PATHS:
                 return self._refused(
-                    Rejection.PATH, f"no such path {path[:100]!r}; POST to /", request
+                    Rejection.PATH, f"no such path {path[:100]!r}; POST to / (or /events)", request
                 )
         if request.method != b"POST":
             return self._refused(Rejection.METHOD, "use POST", request)
