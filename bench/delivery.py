@@ -20,7 +20,7 @@ import tracemalloc
 from pathlib import Path
 
 from exporter.core.delivery import DeliveryLedger
-from exporter.inputs.http.json_event import event_from_json
+from exporter.inputs.falco_json.event import event_from_json
 from exporter.simulator.falco_counts import FalcoCounts
 
 SAMPLE = Path(__file__).resolve().parent.parent / "exporter/simulator/data/sample-events.jsonl"

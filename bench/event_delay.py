@@ -22,7 +22,7 @@ from exporter.core.counter import EventCounter
 from exporter.core.event import Event
 from exporter.core.event_delay import EventDelays
 from exporter.falcopb import outputs_pb2
-from exporter.inputs.http.json_event import event_from_json
+from exporter.inputs.falco_json.event import event_from_json
 from exporter.simulator.events import response_from_json
 
 SAMPLE = Path(__file__).resolve().parent.parent / "exporter/simulator/data/sample-events.jsonl"

@@ -11,7 +11,7 @@ import structlog
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.http.limits import ListenError
-from exporter.inputs.http import json_parser
+from exporter.inputs.falco_json import parser as json_parser
 from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait

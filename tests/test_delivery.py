@@ -17,7 +17,7 @@ import pytest
 
 from exporter.core.delivery import DeliveryLedger, FalcoView, _time_key
 from exporter.core.metrics import Families
-from exporter.inputs.http.json_event import event_from_json
+from exporter.inputs.falco_json.event import event_from_json
 from exporter.simulator.falco_counts import FalcoCounts
 
 SECOND = 1_000_000_000

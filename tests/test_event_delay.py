@@ -23,7 +23,7 @@ from exporter.core.falco_snapshot import SNAPSHOT_RULE
 from exporter.core.metrics import Families
 from exporter.exposition.text import render_families
 from exporter.falcopb import outputs_pb2
-from exporter.inputs.http.json_event import event_from_json
+from exporter.inputs.falco_json.event import event_from_json
 from exporter.simulator.certs import CertPaths
 from exporter.simulator.falco_counts import FalcoCounts
 from exporter.simulator.server import SimulatedFalco

@@ -24,8 +24,8 @@ from exporter.core.labels import DEFAULT_LABELS, build_label_set, go_exporter_la
 from exporter.exposition.falco_events import FalcoEventsText
 from exporter.falcopb import outputs_pb2
 from exporter.http.messages import Answer, Request
+from exporter.inputs.falco_json.event import EventFormatError, event_from_json
 from exporter.inputs.grpc.messages import decode_response, event_from_response
-from exporter.inputs.http.json_event import EventFormatError, event_from_json
 from exporter.inputs.http.site import HttpInputSite
 from tests.support import parse_metrics
 

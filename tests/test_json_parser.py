@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.inputs.http import json_parser
+from exporter.inputs.falco_json import parser as json_parser
 
 SCALARS = (
     st.none()

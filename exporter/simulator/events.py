@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.falcopb import outputs_pb2
-from exporter.inputs.http.json_event import event_from_json
+from exporter.inputs.falco_json.event import event_from_json
 
 _DEPRECATED_SOURCE_NUMBERS = {"syscall": 0, "k8s_audit": 1, "internal": 2}
 _PLUGIN_SOURCE_NUMBER = 3

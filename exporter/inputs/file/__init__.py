@@ -1,5 +1,5 @@
 """The file input: Falco's file_output, followed durably (docs/file-input.md).
 
-May import: `exporter.inputs.http` for the JSON line parser it shares with the HTTP input,
-and the layers below the inputs.
+May import: `exporter.inputs.falco_json` (the JSON line parser every JSON input shares), and
+the layers below the inputs; never another input.
 """

@@ -24,12 +24,12 @@ from exporter.core.event import EventSink, FalcoEvent
 from exporter.core.inputs import EVENTS_RECEIVED, LAST_EVENT, InputStatus, Readiness
 from exporter.core.labels import LabelKey
 from exporter.core.metrics import Families
+from exporter.inputs.falco_json.event import EventFormatError, event_from_json
+from exporter.inputs.falco_json.lines import NotJson, parse
 from exporter.inputs.file import checkpoint as checkpoints
 from exporter.inputs.file.file_metrics import CHECKPOINTS, REJECTED, SPOOL_BYTES, FileCounts
 from exporter.inputs.file.spool import Spool
 from exporter.inputs.file.watch import WriteWatch
-from exporter.inputs.http import bodies
-from exporter.inputs.http.json_event import EventFormatError, event_from_json
 from exporter.runtime.rate_limited_log import RateLimitedLog
 from exporter.settings.config import FileInputConfig
 
@@ -151,8 +151,8 @@ class FileInput:
         return progressed
 
     def _take(self, line: bytes) -> None:
-        document = bodies.parse(line.decode("utf-8", "replace"))
-        if isinstance(document, bodies.NotJson):
+        document = parse(line.decode("utf-8", "replace"))
+        if isinstance(document, NotJson):
             self._refuse(Refused.NOT_JSON, document.error)
             return
         try:

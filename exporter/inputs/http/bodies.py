@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from exporter.core.event import PRIORITY_NAMES
 from exporter.http.messages import Refusal
-from exporter.inputs.http import json_parser
+from exporter.inputs.falco_json.lines import NotJson, parse
 from exporter.inputs.http.rejections import Reason, Rejection
 
 # Falco's text line: "<time>: <Priority> <output>", the time in either of its formats.
@@ -71,30 +71,9 @@ def is_falco_text(content_type: bytes, body: bytes) -> bool:
     return content_type.lower().startswith(b"text/plain") or bool(_FALCO_TEXT_LINE.match(body))
 
 
-class NotJson:
-    """A line that failed to parse, with the parser's message."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-_TOO_DEEP = NotJson("nested too deeply")
-
-
 def is_one_line(text: str) -> bool:
     """A body of one document on one line, not an array: Falco's own, one event per POST."""
     return "\n" not in text and text.lstrip()[:1] not in ("", "[")
-
-
-def parse(text: str) -> object:
-    """The document of a line (or a body), or NotJson; nesting too deep for the parser is
-    reported as not JSON."""
-    try:
-        return json_parser.loads(text)
-    except ValueError as error:
-        return NotJson(str(error).split(":")[0])
-    except RecursionError:
-        return _TOO_DEEP
 
 
 def _lines(text: str, start: int = 0) -> Iterator[tuple[int, int, str]]:

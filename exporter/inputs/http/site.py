@@ -22,8 +22,9 @@ import structlog
 
 from exporter.core.event import EventSink, FalcoEvent
 from exporter.http.messages import Answer, Request
+from exporter.inputs.falco_json.event import EventFormatError, event_from_json
+from exporter.inputs.falco_json.lines import NotJson, parse
 from exporter.inputs.http import bodies
-from exporter.inputs.http.json_event import EventFormatError, event_from_json
 from exporter.inputs.http.rejections import REASONS, TEXT_OUTPUT_FIX, Reason, Rejection
 from exporter.runtime.rate_limited_log import RateLimitedLog
 
@@ -150,7 +151,7 @@ class HttpInputSite:
         """Count a body's events: one line at once (Falco's own, one event per POST, without
         the steps), a small body at once, a large one in steps."""
         if bodies.is_one_line(text):
-            event = _event_of(bodies.parse(text))
+            event = _event_of(parse(text))
             if isinstance(event, FalcoEvent):
                 self._sink(event)
                 if self._forward is not None:
@@ -242,12 +243,12 @@ class HttpInputSite:
 
 def _event_of(document: object) -> FalcoEvent | tuple[Rejection, str]:
     """The event of a document, or why it is none."""
-    if isinstance(document, bodies.NotJson):
+    if isinstance(document, NotJson):
         return Rejection.NOT_JSON, f"not JSON: {document.error}"
     try:
         return event_from_json(document)
     except EventFormatError as error:
-        return error.reason, str(error)
+        return Rejection(error.reason), str(error)
     except RecursionError:
         return Rejection.NOT_AN_EVENT, "nested too deeply"
 

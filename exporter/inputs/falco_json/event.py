@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import ItemsView, Iterator, Mapping
+from enum import StrEnum
 from typing import Any
 
 from exporter.core.event import MISSING_VALUE, FalcoEvent, priority_from_name
-from exporter.inputs.http.rejections import Rejection
+
+
+class Problem(StrEnum):
+    """Why a JSON document is not a Falco event; the inputs count each by its value."""
+
+    NOT_AN_EVENT = "not_an_event"
+    UNKNOWN_PRIORITY = "unknown_priority"
 
 
 class EventFormatError(ValueError):
     """A JSON document that is not a Falco event; the message says why, briefly."""
 
-    def __init__(self, message: str, reason: Rejection = Rejection.NOT_AN_EVENT) -> None:
+    def __init__(self, message: str, reason: Problem = Problem.NOT_AN_EVENT) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -63,9 +70,7 @@ def event_from_json(document: object) -> FalcoEvent:
         priority_text = _required_text(document, "priority")
     priority = priority_from_name(priority_text)
     if priority is None:
-        raise EventFormatError(
-            f"unknown priority {priority_text[:40]!r}", Rejection.UNKNOWN_PRIORITY
-        )
+        raise EventFormatError(f"unknown priority {priority_text[:40]!r}", Problem.UNKNOWN_PRIORITY)
     source, hostname = document.get("source"), document.get("hostname")
     if type(source) is not str or not source.isascii():
         source = _optional_text(document, "source")
