@@ -12,6 +12,7 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.http.limits import ListenError
 from exporter.inputs.falco_json import parser as json_parser
+from exporter.inputs.file.spool import FileInputError
 from exporter.runtime.certificates import WARN_BEFORE_EXPIRY, HeldCertificates
 from exporter.runtime.signals import stop_on_signals
 from exporter.runtime.tasks import cancel_and_wait
@@ -57,6 +58,9 @@ async def serve(config: Config, stop: asyncio.Event, companion: Companion | None
         return 2
     except WebConfigError as error:
         log.error("cannot use a web configuration", error=str(error))  # noqa: TRY400
+        return 2
+    except FileInputError as error:
+        log.error("cannot read --file-input", error=str(error), flag="--file-input")  # noqa: TRY400
         return 2
     except ListenError as error:
         flag = LISTEN_FLAGS.get(error.listener, error.listener)

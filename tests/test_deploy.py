@@ -169,9 +169,10 @@ def test_each_overlay_renders_the_resources_of_deploy_resources_yaml(overlay: st
     )
 
 
-def test_the_sidecar_values_request_the_resources_of_deploy_resources_yaml() -> None:
-    """deploy/falco/values-sidecar.yaml's exporter container: deploy/resources.yaml's sidecar."""
-    [sidecar] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+@pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-sidecar-http.yaml"])
+def test_the_sidecar_values_request_the_resources_of_deploy_resources_yaml(name: str) -> None:
+    """Each sidecar's exporter container requests deploy/resources.yaml's sidecar figures."""
+    [sidecar] = falco_values(name)["extra"]["initContainers"]
     assert RESOURCES.deployments["sidecar"].agrees_with(sidecar["resources"]), sidecar["resources"]
 
 
@@ -438,7 +439,7 @@ def falco_values(name: str) -> dict[str, Any]:
     return values
 
 
-@pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-http-output.yaml"])
+@pytest.mark.parametrize("name", ["values-sidecar-http.yaml", "values-http-output.yaml"])
 def test_falco_values_for_the_http_input_turn_on_what_it_needs(name: str) -> None:
     """JSON output with its output fields (pod labels), http_output, and Falco's snapshots."""
     falco = falco_values(name)["falco"]
@@ -455,13 +456,13 @@ def test_falco_values_for_the_http_input_turn_on_what_it_needs(name: str) -> Non
 
 
 def sidecar_pod() -> dict[str, Any]:
-    """A Falco pod as the chart renders it with values-sidecar.yaml's extra.initContainers."""
+    """A Falco pod as the chart renders it with values-sidecar-http.yaml's extra.initContainers."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
         "spec": {
-            "initContainers": falco_values("values-sidecar.yaml")["extra"]["initContainers"],
+            "initContainers": falco_values("values-sidecar-http.yaml")["extra"]["initContainers"],
             "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
         },
     }
@@ -490,7 +491,7 @@ def test_sidecar_is_a_valid_native_sidecar_that_falco_posts_to(
         assert sidecar[probe]["httpGet"]["port"] == "exp-probes"
     assert main([*sidecar["args"], "--check-config"]) == 0
     effective = yaml.safe_load(capsys.readouterr().out)
-    url = falco_values("values-sidecar.yaml")["falco"]["http_output"]["url"]
+    url = falco_values("values-sidecar-http.yaml")["falco"]["http_output"]["url"]
     assert url == f"http://{effective['http_input_address']}/"
     assert effective["http_input_address"].startswith("127.0.0.1:")
     assert effective["client_hostname"] == []
@@ -673,7 +674,7 @@ def test_the_sidecar_overlay_admits_only_scrapes_to_the_falco_pods() -> None:
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
-    [sidecar] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+    [sidecar] = falco_values("values-sidecar-http.yaml")["extra"]["initContainers"]
     assert {"containerPort": 9376, "name": "exp-metrics"}.items() <= sidecar["ports"][0].items()
     assert "--http-input-address=127.0.0.1:2801" in sidecar["args"]
 
@@ -690,12 +691,12 @@ def test_the_central_input_admits_posts_from_falcos_namespace_only() -> None:
 def test_the_file_sidecar_shares_one_volume_with_falco_and_is_the_http_sidecar_otherwise(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """values-sidecar-file.yaml: Falco's file_output on a bounded emptyDir that both
+    """values-sidecar.yaml: Falco's file_output on a bounded emptyDir that both
     containers mount at the same path, the exporter reading that very file; the container
-    is values-sidecar.yaml's in all but its input (so the two cannot drift apart)."""
-    values = falco_values("values-sidecar-file.yaml")
+    is values-sidecar-http.yaml's in all but its input (so the two cannot drift apart)."""
+    values = falco_values("values-sidecar.yaml")
     [sidecar] = values["extra"]["initContainers"]
-    [over_http] = falco_values("values-sidecar.yaml")["extra"]["initContainers"]
+    [over_http] = falco_values("values-sidecar-http.yaml")["extra"]["initContainers"]
 
     def but_the_input(container: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in container.items() if k not in {"args", "volumeMounts"}}
@@ -707,7 +708,7 @@ def test_the_file_sidecar_shares_one_volume_with_falco_and_is_the_http_sidecar_o
     assert falco["file_output"]["enabled"] is True
     assert falco["file_output"]["keep_alive"] is True
     assert falco["http_output"]["enabled"] is False  # each alert counted once
-    assert falco["metrics"] == falco_values("values-sidecar.yaml")["falco"]["metrics"]
+    assert falco["metrics"] == falco_values("values-sidecar-http.yaml")["falco"]["metrics"]
     [volume] = values["mounts"]["volumes"]
     assert mebibytes(volume["emptyDir"]["sizeLimit"]) <= 256
     [falco_mount] = values["mounts"]["volumeMounts"]

@@ -5,7 +5,7 @@ No registry package ships the operator's CRDs, so its two kinds are checked agai
 shape its CRD reference documents (the operator's docs/crds/falco.md and config.md: the
 fields of FalcoSpec and ConfigSpec, their types and bounds), and the pod template inside
 the Falco resource against Kubernetes' own PodTemplateSpec schema. The sidecar and the
-Falco settings are held equal to deploy/falco/values-sidecar.yaml's, so the two ways of
+Falco settings are held equal to deploy/falco/values-sidecar-http.yaml's, so the two ways of
 installing Falco cannot drift apart.
 """
 
@@ -25,7 +25,7 @@ from tests.support import REPO, find_tool
 from tests.support.deploy import KUBERNETES_VERSION
 
 EXAMPLE = REPO / "deploy" / "falco-operator"
-# What the Falco chart's values and the operator's Config share: everything values-sidecar.yaml
+# What the Falco chart's values and the operator's Config share: everything values-sidecar-http.yaml
 # sets under `falco:`.
 FALCO_SETTINGS = (
     "json_output",
@@ -123,9 +123,9 @@ def rendered() -> dict[str, dict[str, Any]]:
 
 
 def sidecar_values() -> dict[str, Any]:
-    """deploy/falco/values-sidecar.yaml, the Falco chart's way."""
+    """deploy/falco/values-sidecar-http.yaml, the Falco chart's way."""
     values: dict[str, Any] = yaml.safe_load(
-        (REPO / "deploy" / "falco" / "values-sidecar.yaml").read_text()
+        (REPO / "deploy" / "falco" / "values-sidecar-http.yaml").read_text()
     )
     return values
 
@@ -141,7 +141,7 @@ def test_the_falco_resource_and_its_config_have_the_documented_shape() -> None:
 
 
 def test_the_sidecar_is_the_one_the_falco_chart_gets() -> None:
-    """The exporter's init container is values-sidecar.yaml's, field for field (image,
+    """The exporter's init container is values-sidecar-http.yaml's, field for field (image,
     args, ports, probes, resources, security context): one cannot change without the other."""
     spec = rendered()["Falco"]["spec"]["podTemplateSpec"]["spec"]
     assert spec["initContainers"] == sidecar_values()["extra"]["initContainers"]
@@ -153,7 +153,7 @@ def test_the_config_turns_on_what_the_http_input_needs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """JSON output with the output property and fields, http_output to the sidecar's own
-    address, and Falco's metrics snapshot: values-sidecar.yaml's `falco:` settings, each."""
+    address, and Falco's metrics snapshot: values-sidecar-http.yaml's `falco:` settings, each."""
     config = rendered()["Config"]["spec"]["config"]
     falco = sidecar_values()["falco"]
     assert {key: config.get(key) for key in FALCO_SETTINGS} == {

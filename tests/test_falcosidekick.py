@@ -222,7 +222,7 @@ def test_the_values_point_sidekick_at_the_exporters_input() -> None:
     assert "url" not in falco["http_output"]
     assert falco["json_output"] is True
     assert falco["json_include_output_fields_property"] is True
-    sidecar = yaml.safe_load((REPO / "deploy" / "falco" / "values-sidecar.yaml").read_text())
+    sidecar = yaml.safe_load((REPO / "deploy" / "falco" / "values-sidecar-http.yaml").read_text())
     assert falco["metrics"] == sidecar["falco"]["metrics"]
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 
 from exporter.app import Exporter
-from exporter.cli import main
 from exporter.inputs.file import spool as spool_module
 from tests.support import (
     REPO,
@@ -34,7 +33,7 @@ from tests.support import (
     scrape,
     total_events,
 )
-from tests.support.processes import running
+from tests.support.processes import LOCAL_PORTS, running
 from tests.support.prometheus import Prometheus
 
 CAPTURES = REPO / "tests" / "data" / "falco-0.44.1"
@@ -331,15 +330,17 @@ async def test_falcos_metrics_snapshots_in_the_file_feed_the_delivery_accounting
     await eventually(raised, message="Falco's snapshot read from the file")
 
 
-def test_a_file_input_in_a_missing_folder_is_a_configuration_error(
-    tmp_path: Path, capsys: Any
-) -> None:
-    """No folder for the file (the shared volume not mounted): exit 2, naming the flag and
-    the folder; a folder in place of the file likewise."""
-    missing = tmp_path / "not-mounted" / "events.json"
-    assert main(["--file-input", str(missing), "--check-config"]) == 2
-    error = capsys.readouterr().err
-    assert "--file-input" in error
-    assert str(missing.parent) in error
-    assert main(["--file-input", str(tmp_path), "--check-config"]) == 2
-    assert "not a regular file" in capsys.readouterr().err
+async def test_a_file_input_in_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """No folder for the file (the shared volume not mounted): the process exits 2 and its
+    log names the flag and the folder; a folder in place of the file likewise."""
+    for path, says in (
+        (tmp_path / "not-mounted" / "events.json", str(tmp_path / "not-mounted")),
+        (tmp_path, "is a folder"),
+    ):
+        async with running(
+            "--file-input", str(path), *LOCAL_PORTS, "--log-format", "json"
+        ) as process:
+            record = await process.wait_for_log("cannot read --file-input")
+            assert record["flag"] == "--file-input"
+            assert says in record["error"]
+            assert await process.process.wait() == 2

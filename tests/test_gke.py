@@ -95,8 +95,8 @@ def validate(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def falco_sidecar() -> dict[str, Any]:
-    """The exporter's container of deploy/falco/values-sidecar.yaml."""
-    values = yaml.safe_load((REPO / "deploy" / "falco" / "values-sidecar.yaml").read_text())
+    """The exporter's container of deploy/falco/values-sidecar-http.yaml."""
+    values = yaml.safe_load((REPO / "deploy" / "falco" / "values-sidecar-http.yaml").read_text())
     [sidecar] = values["extra"]["initContainers"]
     assert isinstance(sidecar, dict)
     return sidecar

@@ -63,7 +63,7 @@ def test_prometheus_selects_the_overlays_monitors_and_grafana_loads_the_dashboar
 
 def test_the_image_the_page_builds_is_the_one_falco_runs() -> None:
     """`minikube image build -t X` and `kind load docker-image X` name the sidecar's image."""
-    [sidecar] = load("deploy/falco/values-sidecar.yaml")["extra"]["initContainers"]
+    [sidecar] = load("deploy/falco/values-sidecar-http.yaml")["extra"]["initContainers"]
     image = sidecar["image"]
     assert f"minikube image build -t {image} ." in PAGE
     assert f"kind load docker-image {image}" in PAGE

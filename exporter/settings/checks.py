@@ -8,7 +8,6 @@ default is named by its flag, with "(default)".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from exporter.core.labels import (
     DEFAULT_LABELS,
@@ -64,7 +63,6 @@ def check_settings(config: Config, origins: Mapping[str, str]) -> None:
             )
         seen[address] = name
     _check_forward(config, origins)
-    _check_file_input(config, origins)
 
 
 _OWN_HOSTS = frozenset({None, "", "127.0.0.1", "::1", "localhost", "0.0.0.0", "::"})  # noqa: S104
@@ -87,21 +85,6 @@ def _check_forward(config: Config, origins: Mapping[str, str]) -> None:
             f"{origins['forward_url']}: points at this exporter's own HTTP input "
             f"({origins['http_input_address']}); every alert would come back, forever"
         )
-
-
-def _check_file_input(config: Config, origins: Mapping[str, str]) -> None:
-    """The file's folder must be there (the file itself is made if missing): in the sidecar
-    it is the volume both containers mount, so a missing one is a mistake in the pod spec."""
-    if config.file_input is None:
-        return
-    path = Path(config.file_input.path)
-    if not path.parent.is_dir():
-        raise ConfigError(
-            f"{origins['file_input']}: the folder {str(path.parent)!r} does not exist "
-            "(the volume Falco's file_output and the exporter share)"
-        )
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{origins['file_input']}: {str(path)!r} is not a regular file")
 
 
 def _check_labels(config: Config, origins: Mapping[str, str]) -> None:

@@ -26,6 +26,10 @@ _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 _BLOCK = 4096
 
 
+class FileInputError(Exception):
+    """The spool cannot be opened at all; str() names the path and why (exit 2)."""
+
+
 @dataclass(frozen=True)
 class FileIdentity:
     """Which file: its device and inode (a path can name another file later)."""
@@ -89,6 +93,14 @@ class Spool:
         cannot be read; a file we may read but not write is read without freeing it."""
         self.path = path
         self.punch_problem = ""  # why holes are not punched, if they are not
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileInputError(
+                f"the folder {folder!r} does not exist (the volume Falco's file_output and "
+                "the exporter share is not mounted there?)"
+            )
+        if os.path.isdir(path):
+            raise FileInputError(f"{path!r} is a folder, not the file Falco writes")
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             # Falco's container may run without CAP_DAC_OVERRIDE: it must be able to append.
