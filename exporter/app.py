@@ -23,7 +23,6 @@ from exporter.exposition.self_metrics import SelfMetrics
 from exporter.http.limits import METRICS, PROBES
 from exporter.http.server import HttpServer
 from exporter.inputs.assemble import build_inputs
-from exporter.inputs.http.input import HttpInput
 from exporter.outputs.forward import Forwarder
 from exporter.parts import counter_for, delivery_for, fit_open_files, web_guards
 from exporter.runtime.certificates import HeldCertificates
@@ -65,6 +64,8 @@ class Exporter:
             k: v for guard in self.guards.values() for k, v in guard.certificate_files().items()
         }
         self.certificates = HeldCertificates({**config.certificate_files(), **held})
+        for guard in self.guards.values():
+            guard.on_reload = self.certificates.reload
         self.inputs: list[Input] = build_inputs(
             config,
             self.counter,
@@ -72,6 +73,7 @@ class Exporter:
             clock=clock,
             on_certificates_changed=self.certificates.reload,
             forward=self.forwarder.offer if self.forwarder else None,
+            guards=self.guards,
         )
         self._falco_events = FalcoEventsText(self.counter)
         page = LivePage(self.live, self.statuses, self.delivery)
@@ -88,10 +90,8 @@ class Exporter:
             probes_site(self.readiness), config.probes.address, limits=PROBES, name="probes"
         )
         # The probes port is never behind one: the kubelet sends no credentials.
-        for part in [self.main_http, *(p.server for p in self.inputs if isinstance(p, HttpInput))]:
-            if part.name in self.guards:
-                part.protect(self.guards[part.name])
-                self.guards[part.name].on_reload = self.certificates.reload
+        if "metrics" in self.guards:
+            self.main_http.protect(self.guards["metrics"])
         parts = [part.collect for part in self.inputs]
         parts += [self.main_http.collect, self.probes_http.collect, self.certificates.collect]
         parts.append(self.delivery.collect)
@@ -153,8 +153,7 @@ class Exporter:
         """Which listener speaks TLS, each named as in the ports (the probes never do)."""
         listeners = {"metrics": self.main_http.tls, "probes": False}
         for part in self.inputs:
-            if isinstance(part, HttpInput):
-                listeners["http_input"] = part.server.tls
+            listeners.update(part.tls)
         return listeners
 
     async def __aenter__(self) -> Exporter:

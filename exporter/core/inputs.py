@@ -47,6 +47,10 @@ class Input(Protocol):
     def ports(self) -> Mapping[str, int]:
         """The ports it listens on, by name (`http_input`), once started; none for a client."""
 
+    @property
+    def tls(self) -> Mapping[str, bool]:
+        """Whether each of its ports speaks TLS, by the names of `ports`."""
+
     def readiness(self) -> Readiness:
         """Whether it can receive alerts now, and why not."""
 

@@ -233,6 +233,11 @@ class FileInput:
         """None: it reads a file."""
         return {}
 
+    @property
+    def tls(self) -> Mapping[str, bool]:
+        """None: no port."""
+        return {}
+
     def readiness(self) -> Readiness:
         """Ready once the file is open."""
         ready = self._spool is not None

@@ -83,6 +83,11 @@ class GrpcInput:
         """None: the gRPC input dials out."""
         return {}
 
+    @property
+    def tls(self) -> Mapping[str, bool]:
+        """None: no port of its own (its client TLS is the targets')."""
+        return {}
+
     def target_names(self) -> set[str]:
         """The names of every target subscribed to now."""
         return self.subscriptions.names()

@@ -90,6 +90,11 @@ class HttpInput:
         """The input's port, once bound."""
         return {TARGET_NAME: self.server.port}
 
+    @property
+    def tls(self) -> Mapping[str, bool]:
+        """Whether its port speaks TLS (its flags', or its web configuration's)."""
+        return {TARGET_NAME: self.server.tls}
+
     def readiness(self) -> Readiness:
         """Ready once it listens."""
         listening = self.server.listening
