@@ -44,9 +44,14 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports --no-cache
 
 ## Pin the image's dependencies, with hashes, from pyproject.toml (a test checks the lock).
+## image.lock is what pip installs; pylock.image.toml (PEP 751) is the same pins with each
+## file's name, which tells the tests that every package has a wheel for amd64 and arm64.
 lock: $(BIN)/.installed
 	$(BIN)/uv pip compile pyproject.toml --extra fast --extra webconfig --generate-hashes --universal \
 	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/image.lock
+	$(BIN)/uv pip compile requirements/image.lock --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" --format pylock.toml \
+	  -o requirements/pylock.image.toml
 
 ## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).
 protos: $(BIN)/.installed
