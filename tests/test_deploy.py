@@ -784,3 +784,49 @@ def test_the_file_sidecar_shares_one_volume_with_falco_and_is_the_http_sidecar_o
         },
     }
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def image_architectures() -> list[str]:
+    """The architectures `make image` builds (the Makefile's ARCHITECTURES)."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if line.startswith("ARCHITECTURES ?="):
+            return line.split("=", 1)[1].split()
+    raise AssertionError("the Makefile has no ARCHITECTURES")
+
+
+@pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-sidecar-http.yaml"])
+def test_the_sidecar_values_keep_falco_to_nodes_the_image_runs_on(name: str) -> None:
+    """The sidecar holds its Falco in Init on a node whose architecture the image lacks, so
+    the values require of Falco's nodes exactly the architectures make image builds
+    (kubernetes.io/arch): a valid pod affinity, the one rule it has."""
+    values = falco_values(name)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
+        "spec": {
+            "initContainers": values["extra"]["initContainers"],
+            "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
+            "affinity": values["affinity"],
+        },
+    }
+    if "mounts" in values:
+        pod["spec"]["volumes"] = values["mounts"]["volumes"]
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert values["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/arch",
+                                "operator": "In",
+                                "values": image_architectures(),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
