@@ -59,14 +59,16 @@ ARCHITECTURES ?= amd64 arm64
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' exporter/__init__.py)
 IMAGE ?= localhost/falco-exporter:$(VERSION)
 BASE ?=
+# More options of tools/build_image.py, e.g. "--storage-driver vfs --isolation chroot --pull-never".
+IMAGE_ARGS ?=
 
 ## The image for every architecture of ARCHITECTURES with buildah (on amd64, arm64's RUN steps
 ## need qemu-user-static; Debian: apt-get install buildah qemu-user-static), joined in the
 ## manifest list IMAGE, and each one's CycloneDX SBOM in build/sbom-<arch>.cdx.json. Publish:
-## buildah manifest push --all $(IMAGE) docker://registry.example.com/falco-exporter:$(VERSION)
+## buildah manifest push --all --format oci $(IMAGE) docker://registry.example.com/falco-exporter:$(VERSION)
 image: $(BIN)/.installed
 	$(BIN)/python tools/build_image.py --tag $(IMAGE) $(addprefix --arch ,$(ARCHITECTURES)) \
-	  $(if $(BASE),--base $(BASE)) --out build
+	  $(if $(BASE),--base $(BASE)) --out build $(IMAGE_ARGS)
 
 ## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).
 protos: $(BIN)/.installed
