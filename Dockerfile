@@ -2,8 +2,9 @@
 # dependencies into a slim runtime in the next. Runs as a numeric non-root user and writes
 # nothing, so it works with a read-only root filesystem.
 #
-# The base is pinned by digest (python:3.11.11-slim-bookworm, a manifest list: amd64 and
-# arm64 alike, `make image` builds both). BASE is an argument only so
+# The base is pinned by digest (python:3.11.11-slim-bookworm): the digest of the tag's
+# manifest list, not of one architecture's image, so that each --platform `make image` builds
+# (amd64, arm64) takes its own image from it. BASE is an argument only so
 # that a machine that cannot reach Docker Hub builds on an equivalent base it made itself
 # (Debian bookworm's Python 3.11; tests/test_image.py does this in CI).
 ARG BASE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
