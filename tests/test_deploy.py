@@ -800,18 +800,19 @@ def test_the_sidecar_values_keep_falco_to_nodes_the_image_runs_on(name: str) -> 
     the values require of Falco's nodes exactly the architectures make image builds
     (kubernetes.io/arch): a valid pod affinity, the one rule it has."""
     values = falco_values(name)
+    spec: dict[str, Any] = {
+        "initContainers": values["extra"]["initContainers"],
+        "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
+        "affinity": values["affinity"],
+    }
+    if "mounts" in values:
+        spec["volumes"] = values["mounts"]["volumes"]
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
-        "spec": {
-            "initContainers": values["extra"]["initContainers"],
-            "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
-            "affinity": values["affinity"],
-        },
+        "spec": spec,
     }
-    if "mounts" in values:
-        pod["spec"]["volumes"] = values["mounts"]["volumes"]
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
     assert values["affinity"] == {
         "nodeAffinity": {
