@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint protos bench lock clean
+.PHONY: demo test test-fast lint protos bench lock image clean
 
 # Two steps into one venv: what the demo runs (the exporter and its simulated Falco), then
 # the development tools on top; each is redone only when pyproject.toml changes.
@@ -44,9 +44,31 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports --no-cache
 
 ## Pin the image's dependencies, with hashes, from pyproject.toml (a test checks the lock).
+## image.lock is what pip installs; pylock.image.toml (PEP 751) is the same pins with each
+## file's name, which tells the tests that every package has a wheel for amd64 and arm64.
 lock: $(BIN)/.installed
 	$(BIN)/uv pip compile pyproject.toml --extra fast --extra webconfig --generate-hashes --universal \
 	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/image.lock
+	$(BIN)/uv pip compile requirements/image.lock --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" --format pylock.toml \
+	  -o requirements/pylock.image.toml
+
+# The architectures of the image (docs/platforms.md): the chart's image.architectures and the
+# Falco values' nodeAffinity list the same (tests/test_helm.py, tests/test_deploy.py).
+ARCHITECTURES ?= amd64 arm64
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' exporter/__init__.py)
+IMAGE ?= localhost/falco-exporter:$(VERSION)
+BASE ?=
+# More options of tools/build_image.py, e.g. "--storage-driver vfs --isolation chroot --pull-never".
+IMAGE_ARGS ?=
+
+## The image for every architecture of ARCHITECTURES with buildah (on amd64, arm64's RUN steps
+## need qemu-user-static; Debian: apt-get install buildah qemu-user-static), joined in the
+## manifest list IMAGE, and each one's CycloneDX SBOM in build/sbom-<arch>.cdx.json. Publish:
+## buildah manifest push --all --format oci $(IMAGE) docker://registry.example.com/falco-exporter:$(VERSION)
+image: $(BIN)/.installed
+	$(BIN)/python tools/build_image.py --tag $(IMAGE) $(addprefix --arch ,$(ARCHITECTURES)) \
+	  $(if $(BASE),--base $(BASE)) --out build $(IMAGE_ARGS)
 
 ## Regenerate exporter/falcopb from protos/ (a test fails when it is stale).
 protos: $(BIN)/.installed

@@ -20,6 +20,8 @@ import pytest
 import yaml
 from cryptography import x509
 from packaging.requirements import Requirement
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from exporter import __version__
 from exporter.app import SHUTDOWN_TIMEOUT
@@ -629,32 +631,76 @@ def test_the_no_operator_variant_is_scraped_by_annotations() -> None:
         assert scrape["prometheus.io/port"] == str(metrics_port)
 
 
+def image_lock() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """requirements/image.lock's pins (normalised name: version) and each one's hashes."""
+    pins: dict[str, str] = {}
+    hashes: dict[str, set[str]] = {}
+    current = ""
+    for line in (REPO / "requirements" / "image.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.split(" ")[0].partition("==")
+            current = canonicalize_name(name)
+            pins[current] = version
+            hashes[current] = set()
+        elif line.strip().startswith("--hash=sha256:"):
+            hashes[current].add(line.strip().removeprefix("--hash=sha256:").split()[0])
+    return pins, hashes
+
+
 def test_the_image_lock_pins_every_dependency_with_hashes() -> None:
     """requirements/image.lock pins each run-time dependency (the `fast` and `webconfig`
     extras included: the image checks basic_auth_users' bcrypt hashes) at a version
     pyproject.toml allows, each with hashes; `make lock` rewrites it otherwise."""
-    lock = (REPO / "requirements" / "image.lock").read_text()
-    pins: dict[str, str] = {}
-    hashes: dict[str, int] = {}
-    current = ""
-    for line in lock.splitlines():
-        if line and not line.startswith((" ", "#")):
-            name, _, version = line.split(" ")[0].partition("==")
-            current = name.lower().replace("_", "-")
-            pins[current] = version
-            hashes[current] = 0
-        elif line.strip().startswith("--hash=sha256:"):
-            hashes[current] += 1
+    pins, hashes = image_lock()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [Requirement(r) for r in project["dependencies"]]
     for extra in ("fast", "webconfig"):
         wanted += [Requirement(r) for r in project["optional-dependencies"][extra]]
     for requirement in wanted:
-        name = requirement.name.lower().replace("_", "-")
+        name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not in requirements/image.lock: run make lock"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: run make lock"
-    assert all(count >= 1 for count in hashes.values()), hashes
+    assert all(len(found) >= 1 for found in hashes.values()), hashes
     assert "aiohttp" not in pins  # the image serves with httptools alone
+
+
+# The image's Python, CPython 3.11, on Debian bookworm's glibc 2.36, for each architecture
+# the image is built for (make image): Debian's name, and the wheels' name of the machine.
+IMAGE_PYTHON = (3, 11)
+IMAGE_GLIBC_MINOR = 36
+IMAGE_MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def image_wheel_tags(machine: str) -> set[Tag]:
+    """The wheel tags pip accepts in the image on this machine: pure Python, the stable
+    ABI, or cp311, for any manylinux the image's glibc satisfies."""
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(IMAGE_GLIBC_MINOR, 4, -1)]
+    platforms.append(f"manylinux2014_{machine}")  # the older names of 2_17, 2_12 and 2_5
+    if machine == "x86_64":
+        platforms += [f"manylinux2010_{machine}", f"manylinux1_{machine}"]
+    cpython = cpython_tags(IMAGE_PYTHON, [f"cp{IMAGE_PYTHON[0]}{IMAGE_PYTHON[1]}"], platforms)
+    generic = compatible_tags(IMAGE_PYTHON, f"cp{IMAGE_PYTHON[0]}{IMAGE_PYTHON[1]}", platforms)
+    return {*cpython, *generic}
+
+
+def test_the_image_lock_has_a_wheel_for_every_architecture_of_the_image() -> None:
+    """For amd64 and arm64 alike, every locked package has a wheel the image's Python
+    installs (a pure-Python one, or a cp311/abi3 manylinux wheel for x86_64 or aarch64),
+    and its hash is in requirements/image.lock: pip's --only-binary --require-hashes finds
+    one on both. The file names come from requirements/pylock.image.toml, which `make lock`
+    writes from the same pins; it must agree with image.lock package for package."""
+    pins, hashes = image_lock()
+    pylock = tomllib.loads((REPO / "requirements" / "pylock.image.toml").read_text())
+    packages = {canonicalize_name(p["name"]): p for p in pylock["packages"]}
+    assert set(packages) == set(pins), "pylock.image.toml and image.lock differ: run make lock"
+    accepted = {arch: image_wheel_tags(machine) for arch, machine in IMAGE_MACHINES.items()}
+    for name, package in packages.items():
+        assert package["version"] == pins[name], f"{name}: run make lock"
+        wheels = {w["url"].rsplit("/", 1)[1]: w["hashes"]["sha256"] for w in package["wheels"]}
+        assert set(wheels.values()) <= hashes[name], f"{name}: hashes differ, run make lock"
+        for arch, tags in accepted.items():
+            usable = [file for file in wheels if parse_wheel_filename(file)[3] & tags]
+            assert usable, f"{name}=={pins[name]} has no wheel for {arch} (linux, cp311)"
 
 
 def test_the_sidecar_overlay_admits_only_scrapes_to_the_falco_pods() -> None:
@@ -738,3 +784,50 @@ def test_the_file_sidecar_shares_one_volume_with_falco_and_is_the_http_sidecar_o
         },
     }
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def image_architectures() -> list[str]:
+    """The architectures `make image` builds (the Makefile's ARCHITECTURES)."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if line.startswith("ARCHITECTURES ?="):
+            return line.split("=", 1)[1].split()
+    raise AssertionError("the Makefile has no ARCHITECTURES")
+
+
+@pytest.mark.parametrize("name", ["values-sidecar.yaml", "values-sidecar-http.yaml"])
+def test_the_sidecar_values_keep_falco_to_nodes_the_image_runs_on(name: str) -> None:
+    """The sidecar holds its Falco in Init on a node whose architecture the image lacks, so
+    the values require of Falco's nodes exactly the architectures make image builds
+    (kubernetes.io/arch): a valid pod affinity, the one rule it has."""
+    values = falco_values(name)
+    spec: dict[str, Any] = {
+        "initContainers": values["extra"]["initContainers"],
+        "containers": [{"name": "falco", "image": "falcosecurity/falco:0.44.1"}],
+        "affinity": values["affinity"],
+    }
+    if "mounts" in values:
+        spec["volumes"] = values["mounts"]["volumes"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "falco-abcde", "labels": {"app.kubernetes.io/name": "falco"}},
+        "spec": spec,
+    }
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert values["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/arch",
+                                "operator": "In",
+                                "values": image_architectures(),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }

@@ -486,3 +486,77 @@ async def test_the_charts_default_addresses_answer_on_ipv4_and_ipv6(helm: str) -
             )
             assert posted.stdout == "200", host
         assert await total_events(ports["--listen-address"]) == 2
+
+
+def image_architectures() -> list[str]:
+    """The architectures `make image` builds (the Makefile's ARCHITECTURES)."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if line.startswith("ARCHITECTURES ?="):
+            return line.split("=", 1)[1].split()
+    raise AssertionError("the Makefile has no ARCHITECTURES")
+
+
+def required_node_terms(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node selector terms a pod of the workload requires (one must match)."""
+    affinity = workload["spec"]["template"]["spec"]["affinity"]
+    terms: list[dict[str, Any]] = affinity["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    return terms
+
+
+@pytest.mark.parametrize("mode", DEPLOYMENT_OF_MODE)
+def test_the_pods_go_only_to_nodes_of_the_images_architectures(helm: str, mode: str) -> None:
+    """By default image.architectures is what make image builds (amd64, arm64), and every
+    workload requires a node of one of them (kubernetes.io/arch): no pod is scheduled where
+    the image cannot exec. The values' own affinity is kept, the architectures ANDed into
+    each of its node selector terms; emptied, nothing is required."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["architectures"] == image_architectures()
+    arch = {"key": "kubernetes.io/arch", "operator": "In", "values": image_architectures()}
+    [workload] = [doc for doc in template(helm, *MODES[mode]) if doc["kind"] in WORKLOADS]
+    assert required_node_terms(workload) == [{"matchExpressions": [arch]}]
+    kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+
+    own = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["sec"]}]},
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                ]
+            }
+        },
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []},
+    }
+    one_arch = ["--set", "image.architectures={arm64}", "--set-json", f"affinity={json.dumps(own)}"]
+    [workload] = [
+        doc for doc in template(helm, *MODES[mode], *one_arch) if doc["kind"] in WORKLOADS
+    ]
+    arm64 = {**arch, "values": ["arm64"]}
+    assert required_node_terms(workload) == [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["sec"]}, arm64]},
+        {
+            "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}],
+            "matchExpressions": [arm64],
+        },
+    ]
+    assert (
+        workload["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        == (own["podAntiAffinity"])
+    )
+    kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+
+    [workload] = [
+        doc
+        for doc in template(helm, *MODES[mode], "--set", "image.architectures=null")
+        if doc["kind"] in WORKLOADS
+    ]
+    assert "affinity" not in workload["spec"]["template"]["spec"]
+
+
+def test_the_schema_refuses_an_architecture_kubernetes_does_not_name(helm: str) -> None:
+    """image.architectures takes kubernetes.io/arch's values: x86_64 is refused, named."""
+    result = run_helm(helm, "template", "x", str(CHART), "--set", "image.architectures={x86_64}")
+    assert result.returncode != 0
+    assert "image.architectures" in result.stderr

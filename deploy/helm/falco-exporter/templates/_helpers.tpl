@@ -185,3 +185,23 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 {{- end }}
+
+{{/* The pod's affinity: the values' own, with the image's architectures required of the node
+(image.architectures, ANDed into each of the values' node selector terms). */}}
+{{- define "falco-exporter.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- with .Values.image.architectures }}
+{{- $arch := dict "key" "kubernetes.io/arch" "operator" "In" "values" . }}
+{{- $node := get $affinity "nodeAffinity" | default dict }}
+{{- $required := get $node "requiredDuringSchedulingIgnoredDuringExecution" | default dict }}
+{{- $terms := list }}
+{{- range get $required "nodeSelectorTerms" | default (list dict) }}
+{{- $expressions := append (get . "matchExpressions" | default list) $arch }}
+{{- $terms = append $terms (set (deepCopy .) "matchExpressions" $expressions) }}
+{{- end }}
+{{- $_ := set $required "nodeSelectorTerms" $terms }}
+{{- $_ = set $node "requiredDuringSchedulingIgnoredDuringExecution" $required }}
+{{- $_ = set $affinity "nodeAffinity" $node }}
+{{- end }}
+{{- with $affinity }}{{ toYaml . }}{{ end }}
+{{- end }}
