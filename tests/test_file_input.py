@@ -344,3 +344,34 @@ async def test_a_file_input_in_a_missing_folder_is_a_clear_error(tmp_path: Path)
             assert record["flag"] == "--file-input"
             assert says in record["error"]
             assert await process.process.wait() == 2
+
+
+async def test_a_flood_of_scrapes_with_nothing_new_writes_no_checkpoint(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
+    """Each scrape commits before it answers, but only what is new: 200 scrapes, 20 at a
+    time, of an unchanged exporter write the checkpoint once at most, and the probes answer
+    meanwhile; one new alert is written at the next scrape."""
+    spool = tmp_path / "events.json"
+    exporter = await make_exporter(file_input=str(spool))
+    append(spool, alert_line(0))
+    await counted(exporter, 1)
+
+    async def written() -> float:
+        samples = await scrape(exporter.main_http.port, "falco_exporter_file_input_checkpoints")
+        return samples[labels(result="written")]
+
+    before = await written()
+    url = f"http://127.0.0.1:{exporter.main_http.port}/metrics"
+    for _ in range(10):
+        answers = await asyncio.gather(*(fetch(url) for _ in range(20)))
+        assert [status for status, _, _ in answers] == [200] * 20
+        status, _, _ = await fetch(f"http://127.0.0.1:{exporter.ports['probes']}/liveness")
+        assert status == 200
+    assert await written() <= before + 1
+    mtime = Path(f"{spool}.checkpoint").stat().st_mtime_ns
+    assert await written() <= before + 1
+    assert Path(f"{spool}.checkpoint").stat().st_mtime_ns == mtime
+    append(spool, alert_line(1))
+    await counted(exporter, 2)  # that scrape commits the new alert
+    assert await written() >= before + 1

@@ -66,6 +66,11 @@ class FileInput:
         self._tasks: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
         self._committed_offset = -1
+        # The checkpoints' order: each point is numbered when taken; one is written only if
+        # no later one was, and only if it says something the last one written did not (a
+        # flood of scrapes with nothing new costs no disk).
+        self._points = self._written_point = 0
+        self._written: checkpoints.Checkpoint | None = None
 
     async def start(self) -> None:
         """Open the file (creating it if missing) and carry on from the checkpoint."""
@@ -199,12 +204,16 @@ class FileInput:
         spool = self._spool
         assert spool is not None
         identity, offset = spool.identity, spool.offset
+        self._points += 1
+        point = self._points
 
         async def commit(totals: Mapping[LabelKey, int]) -> None:
             saved = checkpoints.Checkpoint(
                 identity, offset, self._counter.label_names, dict(totals)
             )
             async with self._commit_lock:
+                if point <= self._written_point or saved == self._written:
+                    return  # an older point (never over a newer one), or nothing new
                 try:
                     await asyncio.to_thread(checkpoints.save, self._config.checkpoint, saved)
                 except OSError as error:
@@ -214,6 +223,7 @@ class FileInput:
                     )
                     return
                 self.counts.checkpoints["written"] += 1
+                self._written_point, self._written = point, saved
                 self._committed_offset = offset
                 current = self._spool
                 if current is not None and current.identity == identity and self._tasks:
