@@ -10,14 +10,13 @@ import subprocess
 from pathlib import Path
 
 import bcrypt
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.simulator.certs import CertificateAuthority, KeyPair
-from tests.support import find_tool
+from tests.support import curl
 
 
 def bcrypt_hash(password: str, cost: int = 4) -> str:
@@ -84,18 +83,5 @@ def write_pair(directory: Path, name: str, pair: KeyPair) -> tuple[Path, Path]:
 
 
 def curl_any(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    """curl `-sS`, whatever its exit status (a refused handshake is an error to curl).
-
-    Blocking: from the event loop, run it with asyncio.to_thread. Skipped without curl,
-    which CI does not allow.
-    """
-    command = find_tool("curl")
-    if command is None:
-        pytest.skip("curl is not installed")
-    return subprocess.run(
-        [command, "-sS", "--max-time", str(timeout), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout + 5,
-        check=False,
-    )
+    """curl `-sS`, whatever its exit status (a refused handshake is an error to curl)."""
+    return curl(*args, timeout=timeout, check=False)
